@@ -1,0 +1,20 @@
+"""Request helpers shared by every app."""
+
+from django.conf import settings
+
+
+def client_ip(request) -> str:
+    """REMOTE_ADDR, unless TRUSTED_PROXY_COUNT says how many X-Forwarded-For hops to trust.
+
+    With N trusted proxies the client is the N-th address from the right, the one the outermost
+    trusted proxy saw; anything further left was written by the client and is ignored.
+    """
+    remote = request.META.get("REMOTE_ADDR", "") or "unknown"
+    hops = settings.TRUSTED_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if hops <= 0 or not forwarded:
+        return remote
+    addresses = [a.strip() for a in forwarded.split(",") if a.strip()]
+    if not addresses:
+        return remote
+    return addresses[-min(hops, len(addresses))]

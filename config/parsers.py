@@ -1,0 +1,71 @@
+"""A strict JSON parser: SPEC §5 rejects NaN/Infinity, NUL, lone surrogates and duplicate keys."""
+
+import json
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+from config.exceptions import PayloadTooLarge
+
+MAX_JSON_DEPTH = 32
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_object(pairs: list[tuple[str, object]]) -> dict:
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def _check_text(value: str) -> None:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("lone surrogates are not allowed") from exc
+
+
+def _check(value: object, depth: int = 0) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
+    if isinstance(value, str):
+        _check_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check(item, depth + 1)
+
+
+def json_loads_strict(raw: bytes | str) -> object:
+    """Parse JSON the SPEC way or raise ValueError with a reason fit for a client."""
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_object)
+    except RecursionError as exc:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH}") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError("the body is not UTF-8") from exc
+    _check(value)
+    return value
+
+
+class StrictJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise PayloadTooLarge()
+        try:
+            return json_loads_strict(raw)
+        except ValueError as exc:
+            raise ParseError(f"Malformed JSON: {exc}") from exc

@@ -1,0 +1,32 @@
+"""Liveness and readiness probes."""
+
+from django.db import DatabaseError, connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.response import Response
+
+_STATUS = inline_serializer("HealthStatus", {"status": serializers.CharField()})
+
+
+@extend_schema(responses={200: _STATUS}, tags=["health"])
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([])
+def healthz(request):
+    """The process is up; touches nothing else."""
+    return Response({"status": "ok"})
+
+
+@extend_schema(responses={200: _STATUS, 503: _STATUS}, tags=["health"])
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([])
+def readyz(request):
+    """Ready to serve: the database answers."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return Response({"status": "database unavailable"}, status=503)
+    return Response({"status": "ok"})

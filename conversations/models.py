@@ -1,0 +1,107 @@
+"""Conversations between a contact and an org, and their messages."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from contacts.models import Contact, Device
+from identity.models import Organization
+
+MAX_MESSAGE_LENGTH = 10_000
+
+
+class Conversation(models.Model):
+    """A chat session. Who may read it is decided by conversations.selectors alone."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="conversations")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="conversations")
+    device = models.ForeignKey(
+        Device, on_delete=models.SET_NULL, null=True, blank=True, related_name="conversations"
+    )
+    created_verified = models.BooleanField(default=False)
+    external_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_conversations",
+    )
+    fields = models.JSONField(default=dict, blank=True)
+    sender_auth_info = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_message_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["open", "closed"]), name="conversation_status_valid"
+            ),
+        ]
+        indexes = [
+            # widget history for anonymous/non-verified tokens: one device, newest first
+            models.Index(fields=["device", "-created_at"], name="conv_device_created"),
+            # widget history for verified tokens: one contact's verified conversations
+            models.Index(
+                fields=["contact", "-created_at"],
+                name="conv_contact_verified_created",
+                condition=Q(created_verified=True),
+            ),
+            # agent inbox: newest activity first, optionally by status
+            models.Index(fields=["org", "status", "-last_message_at"], name="conv_org_status_last"),
+            models.Index(fields=["org", "-last_message_at"], name="conv_org_last"),
+        ]
+
+    def __str__(self) -> str:
+        return f"conversation {str(self.id)[:8]} with {self.contact}"
+
+
+class Message(models.Model):
+    """One line in a conversation. Contact messages carry the senderAuthInfo of their token."""
+
+    class SenderKind(models.TextChoices):
+        CONTACT = "contact", "Contact"
+        AGENT = "agent", "Agent"
+        SYSTEM = "system", "System"
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    sender_kind = models.CharField(max_length=8, choices=SenderKind.choices)
+    sender_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    sender_contact = models.ForeignKey(
+        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    body = models.TextField(max_length=MAX_MESSAGE_LENGTH)
+    sender_auth_info = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(sender_kind__in=["contact", "agent", "system"]),
+                name="message_sender_kind_valid",
+            ),
+        ]
+        indexes = [
+            # a thread, oldest first, and "after=<id>" polling
+            models.Index(fields=["conversation", "id"], name="message_conversation_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sender_kind}: {self.body[:40]}"

@@ -1,0 +1,66 @@
+"""Org-scoped access for /api/v1/orgs/{org}/…: agents by membership, integrations by API key."""
+
+from dataclasses import dataclass
+
+from rest_framework import viewsets
+
+from config.exceptions import Forbidden, NotFound, Unauthenticated
+from identity.api.authentication import AgentJWTAuthentication, ApiKeyAuthentication
+from identity.models import Membership, Organization, User
+from identity.selectors import ApiKeyPrincipal, membership_for
+
+
+@dataclass(frozen=True)
+class OrgAccess:
+    """Who is acting on which org: an agent (with a membership) or an API key."""
+
+    org: Organization
+    user: User | None = None
+    membership: Membership | None = None
+    api_key_principal: ApiKeyPrincipal | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.membership is not None and self.membership.is_operator
+
+
+def org_access_resolve(*, principal, org_id, scope: str | None, operator_only: bool) -> OrgAccess:
+    """Check the caller may act on `org_id`. Another org is a 404; a missing scope or role a 403.
+
+    API keys never reach operator routes: keys cannot mint keys or secrets.
+    """
+    if isinstance(principal, ApiKeyPrincipal):
+        if str(principal.org.pk) != str(org_id):
+            raise NotFound()
+        if operator_only or scope is None or not principal.has_scope(scope):
+            raise Forbidden()
+        return OrgAccess(org=principal.org, api_key_principal=principal)
+    if isinstance(principal, User) and principal.is_authenticated:
+        membership = membership_for(user=principal, org_id=org_id)
+        if operator_only and not membership.is_operator:
+            raise Forbidden()
+        return OrgAccess(org=membership.org, user=principal, membership=membership)
+    raise Unauthenticated()
+
+
+class OrgScopedViewSet(viewsets.GenericViewSet):
+    """Base for every /api/v1/orgs/{org}/… viewset; `self.access` is set before the action runs.
+
+    `required_scopes` maps an action to the API-key scope it needs (actions absent from it are not
+    open to API keys); `operator_only` restricts the whole viewset to owners and admins.
+    """
+
+    authentication_classes = [ApiKeyAuthentication, AgentJWTAuthentication]
+    permission_classes: list = []
+    required_scopes: dict[str, str] = {}
+    operator_only = False
+    access: OrgAccess
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.access = org_access_resolve(
+            principal=request.user,
+            org_id=kwargs["org_id"],
+            scope=self.required_scopes.get(self.action),
+            operator_only=self.operator_only,
+        )

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class IdentityConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "identity"
+
+    def ready(self):
+        from identity import schema  # noqa: F401 - registers the OpenAPI auth extensions

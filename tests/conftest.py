@@ -1,0 +1,72 @@
+"""Shared fixtures: a clean cache per test, fast password hashing, API clients and a seeded org."""
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fast_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def org():
+    return OrganizationFactory()
+
+
+@pytest.fixture
+def other_org():
+    return OrganizationFactory()
+
+
+@pytest.fixture
+def agent_user(org):
+    user = UserFactory(password=PASSWORD)
+    MembershipFactory(user=user, org=org, role="agent")
+    return user
+
+
+@pytest.fixture
+def operator_user(org):
+    user = UserFactory(password=PASSWORD)
+    MembershipFactory(user=user, org=org, role="owner")
+    return user
+
+
+def agent_access_token(client: APIClient, user) -> str:
+    response = client.post(
+        "/api/v1/auth/token", {"email": user.email, "password": PASSWORD}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    return response.json()["access"]
+
+
+@pytest.fixture
+def agent_client(agent_user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_access_token(client, agent_user)}")
+    return client
+
+
+@pytest.fixture
+def operator_client(operator_user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_access_token(client, operator_user)}")
+    return client

@@ -1,0 +1,252 @@
+"""Agent sign-in: /api/v1/auth/token, refresh rotation, logout, lockout and /v3/auth/signin."""
+
+import pytest
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+from tests.conftest import PASSWORD
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+UNAUTHENTICATED = {
+    "error": {
+        "code": "not_authenticated",
+        "message": "Authentication credentials were not provided or are not valid.",
+    }
+}
+
+
+def sign_in(client, email, password, **extra):
+    return client.post(
+        "/api/v1/auth/token", {"email": email, "password": password}, format="json", **extra
+    )
+
+
+def test_sign_in_returns_an_access_and_refresh_pair(api_client, agent_user):
+    # when
+    response = sign_in(api_client, agent_user.email, PASSWORD)
+
+    # then
+    assert response.status_code == 200
+    assert set(response.json()) == {"access", "refresh"}
+    assert OutstandingToken.objects.filter(user=agent_user).count() == 1
+
+
+def test_sign_in_email_is_case_insensitive(api_client, agent_user):
+    response = sign_in(api_client, agent_user.email.upper(), PASSWORD)
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("case", ["unknown email", "wrong password", "inactive user"])
+def test_sign_in_failures_share_one_401_body_and_issue_nothing(api_client, agent_user, case):
+    # given
+    email, password = agent_user.email, PASSWORD
+    if case == "unknown email":
+        email = "nobody@example.test"
+    elif case == "wrong password":
+        password = "not the password"
+    else:
+        agent_user.is_active = False
+        agent_user.save()
+
+    # when
+    response = sign_in(api_client, email, password)
+
+    # then
+    assert response.status_code == 401
+    assert response.json() == UNAUTHENTICATED
+    assert OutstandingToken.objects.count() == 0
+
+
+def test_sign_in_rejects_missing_fields_with_field_messages(api_client):
+    response = api_client.post("/api/v1/auth/token", {"email": "a@b.test"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "code": "invalid",
+            "message": "The request is invalid.",
+            "fields": {"password": ["This field is required."]},
+        }
+    }
+
+
+def test_access_token_authenticates_with_bearer_and_jwt_prefixes(api_client, agent_user, org):
+    # given
+    access = sign_in(api_client, agent_user.email, PASSWORD).json()["access"]
+
+    # when / then: the token works as a bearer on an agent route, either prefix
+    for prefix in ("Bearer", "JWT"):
+        api_client.credentials(HTTP_AUTHORIZATION=f"{prefix} {access}")
+        response = api_client.get("/api/v1/orgs")
+        assert response.status_code == 200, (prefix, response.content)
+
+
+def test_refresh_rotates_and_the_rotated_token_is_refused(api_client, agent_user):
+    # given
+    refresh = sign_in(api_client, agent_user.email, PASSWORD).json()["refresh"]
+
+    # when
+    rotated = api_client.post("/api/v1/auth/refresh", {"refresh": refresh}, format="json")
+    reused = api_client.post("/api/v1/auth/refresh", {"refresh": refresh}, format="json")
+
+    # then
+    assert rotated.status_code == 200
+    assert set(rotated.json()) == {"access", "refresh"}
+    assert rotated.json()["refresh"] != refresh
+    assert reused.status_code == 401
+    assert reused.json() == UNAUTHENTICATED
+    assert BlacklistedToken.objects.count() == 1
+
+
+def test_refresh_is_refused_for_an_inactive_or_deleted_user(api_client):
+    # given
+    inactive = UserFactory(password=PASSWORD)
+    deleted = UserFactory(password=PASSWORD)
+    inactive_refresh = sign_in(api_client, inactive.email, PASSWORD).json()["refresh"]
+    deleted_refresh = sign_in(api_client, deleted.email, PASSWORD).json()["refresh"]
+    inactive.is_active = False
+    inactive.save()
+    deleted.delete()
+
+    # when / then
+    for refresh in (inactive_refresh, deleted_refresh):
+        response = api_client.post("/api/v1/auth/refresh", {"refresh": refresh}, format="json")
+        assert response.status_code == 401
+        assert response.json() == UNAUTHENTICATED
+
+
+def test_access_token_is_refused_as_a_refresh_token(api_client, agent_user):
+    access = sign_in(api_client, agent_user.email, PASSWORD).json()["access"]
+
+    response = api_client.post("/api/v1/auth/refresh", {"refresh": access}, format="json")
+
+    assert response.status_code == 401
+    assert BlacklistedToken.objects.count() == 0
+
+
+def test_refresh_token_is_refused_as_an_access_token(api_client, agent_user, org):
+    refresh = sign_in(api_client, agent_user.email, PASSWORD).json()["refresh"]
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {refresh}")
+
+    response = api_client.get("/api/v1/orgs")
+
+    assert response.status_code == 401
+    assert response.json() == UNAUTHENTICATED
+
+
+def test_logout_blacklists_the_refresh_token(api_client, agent_user):
+    # given
+    refresh = sign_in(api_client, agent_user.email, PASSWORD).json()["refresh"]
+
+    # when
+    logout = api_client.post("/api/v1/auth/logout", {"refresh": refresh}, format="json")
+    after = api_client.post("/api/v1/auth/refresh", {"refresh": refresh}, format="json")
+
+    # then
+    assert logout.status_code == 204
+    assert after.status_code == 401
+    assert BlacklistedToken.objects.count() == 1
+
+
+def test_logout_with_garbage_is_401_and_writes_nothing(api_client):
+    response = api_client.post("/api/v1/auth/logout", {"refresh": "garbage"}, format="json")
+
+    assert response.status_code == 401
+    assert BlacklistedToken.objects.count() == 0
+
+
+def test_lockout_after_five_failures_refuses_even_the_right_password(api_client, agent_user):
+    # given
+    for _ in range(5):
+        assert sign_in(api_client, agent_user.email, "wrong").status_code == 401
+
+    # when
+    locked = sign_in(api_client, agent_user.email, PASSWORD)
+
+    # then
+    assert locked.status_code == 429
+    assert int(locked["Retry-After"]) > 0
+    assert locked.json()["error"]["code"] == "throttled"
+    assert OutstandingToken.objects.count() == 0
+
+
+def test_lockout_is_not_reset_by_a_changed_forwarded_for(api_client, agent_user, settings):
+    # given: five failures from one address
+    for _ in range(5):
+        sign_in(api_client, agent_user.email, "wrong", HTTP_X_FORWARDED_FOR="203.0.113.7")
+
+    # when: the client claims another address, trusted or not
+    untrusted = sign_in(api_client, agent_user.email, PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.1")
+    settings.TRUSTED_PROXY_COUNT = 1
+    trusted = sign_in(api_client, agent_user.email, PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.2")
+
+    # then: the account lock holds whatever the address
+    assert untrusted.status_code == 429
+    assert trusted.status_code == 429
+
+
+def test_ip_lockout_covers_other_accounts_from_the_same_address(api_client, settings):
+    # given
+    settings.LOCKOUT_IP_MAX_FAILURES = 3
+    victim = UserFactory(password=PASSWORD)
+    for n in range(3):
+        sign_in(api_client, f"guess{n}@example.test", "wrong")
+
+    # when
+    response = sign_in(api_client, victim.email, PASSWORD)
+
+    # then
+    assert response.status_code == 429
+
+
+def test_successful_sign_in_resets_the_account_counter(api_client, agent_user):
+    for _ in range(4):
+        sign_in(api_client, agent_user.email, "wrong")
+    assert sign_in(api_client, agent_user.email, PASSWORD).status_code == 200
+
+    for _ in range(4):
+        sign_in(api_client, agent_user.email, "wrong")
+    assert sign_in(api_client, agent_user.email, PASSWORD).status_code == 200
+
+
+def test_tiledesk_signin_answers_tiledesk_shape(api_client, agent_user, org):
+    # when
+    response = api_client.post(
+        "/v3/auth/signin", {"email": agent_user.email, "password": PASSWORD}, format="json"
+    )
+
+    # then
+    body = response.json()
+    assert response.status_code == 200
+    assert body["success"] is True
+    assert body["token"].startswith("JWT ")
+    assert body["user"] == {
+        "_id": str(agent_user.pk),
+        "email": agent_user.email,
+        "firstname": agent_user.first_name,
+        "lastname": agent_user.last_name,
+    }
+    api_client.credentials(HTTP_AUTHORIZATION=body["token"])
+    assert api_client.get("/api/v1/orgs").status_code == 200
+
+
+def test_tiledesk_signin_failure_has_success_false(api_client, agent_user):
+    response = api_client.post(
+        "/v3/auth/signin", {"email": agent_user.email, "password": "wrong"}, format="json"
+    )
+
+    assert response.status_code == 401
+    assert response.json() == {**UNAUTHENTICATED, "success": False}
+
+
+def test_tiledesk_signin_shares_the_lockout(api_client, agent_user):
+    for _ in range(5):
+        api_client.post(
+            "/v3/auth/signin", {"email": agent_user.email, "password": "x"}, format="json"
+        )
+
+    response = sign_in(api_client, agent_user.email, PASSWORD)
+
+    assert response.status_code == 429

@@ -1,0 +1,170 @@
+"""The SPEC §5 error envelope, for every status the framework and the services produce."""
+
+import json
+
+import pytest
+from django.db import connection
+from rest_framework.exceptions import PermissionDenied
+
+from config.exceptions import exception_handler
+from config.parsers import json_loads_strict
+
+pytestmark = pytest.mark.django_db
+
+
+def post_raw(client, path, body: bytes | str, content_type="application/json"):
+    return client.generic("POST", path, body, content_type=content_type)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("{", "truncated"),
+        ('{"email": NaN}', "NaN"),
+        ('{"email": Infinity}', "Infinity"),
+        ('{"email": -Infinity}', "-Infinity"),
+        ('{"email": "a", "email": "b"}', "duplicate key"),
+        ('{"email": "a\\u0000b"}', "NUL"),
+        ('{"email": "\\ud800"}', "lone surrogate"),
+        ('{"a\\u0000": 1}', "NUL in a key"),
+        ("[" * 100_000 + "]" * 100_000, "deep nesting"),
+    ],
+)
+def test_malformed_json_is_400_with_the_envelope(client, body, reason):
+    response = post_raw(client, "/api/v1/auth/token", body)
+
+    assert response.status_code == 400, reason
+    assert response.json()["error"]["code"] == "parse_error"
+    assert response.json()["error"]["message"].startswith("Malformed JSON")
+
+
+def test_invalid_utf8_is_400(client):
+    response = post_raw(client, "/api/v1/auth/token", b'{"email": "\xff"}')
+
+    assert response.status_code == 400
+
+
+def test_body_over_one_mebibyte_is_413(client):
+    body = json.dumps({"email": "x" * (1024 * 1024)})
+
+    response = post_raw(client, "/api/v1/auth/token", body)
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": {"code": "payload_too_large", "message": "The request body is larger than 1 MiB."}
+    }
+
+
+def test_non_json_content_type_is_415(client):
+    response = post_raw(
+        client, "/api/v1/auth/token", "email=a", "application/x-www-form-urlencoded"
+    )
+
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_wrong_method_is_405(client):
+    response = client.get("/api/v1/auth/token")
+
+    assert response.status_code == 405
+    assert response.json() == {
+        "error": {"code": "method_not_allowed", "message": 'Method "GET" not allowed.'}
+    }
+
+
+def test_unknown_route_is_404_json(client):
+    response = client.get("/no/such/route")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "Not found."}}
+
+
+def test_unknown_v3_route_adds_success_false(client):
+    response = client.get("/v3/no/such/route")
+
+    assert response.json() == {
+        "success": False,
+        "error": {"code": "not_found", "message": "Not found."},
+    }
+
+
+def test_missing_credentials_is_401_with_www_authenticate(client):
+    response = client.get("/api/v1/orgs")
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"]
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_permission_denied_renders_403_envelope():
+    response = exception_handler(PermissionDenied(), {"request": None})
+
+    assert response.status_code == 403
+    assert response.data == {
+        "error": {
+            "code": "permission_denied",
+            "message": "You do not have permission to perform this action.",
+        }
+    }
+
+
+def test_unexpected_error_is_a_json_500_without_a_trace(client, monkeypatch):
+    # given: the database breaks in the middle of a request
+    def explode(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr("identity.services.agent_sign_in", explode)
+    client.raise_request_exception = False
+
+    # when
+    response = client.post(
+        "/api/v1/auth/token",
+        {"email": "a@b.test", "password": "x"},
+        content_type="application/json",
+    )
+
+    # then
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {"code": "server_error", "message": "An unexpected error occurred."}
+    }
+    assert b"secret internals" not in response.content
+
+
+def test_strict_json_accepts_ordinary_documents():
+    assert json_loads_strict('{"a": [1, 2.5, "é", null, true]}') == {"a": [1, 2.5, "é", None, True]}
+
+
+def test_healthz_and_readyz_answer_ok(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ok"}
+
+
+def test_readyz_is_503_when_the_database_fails(client, monkeypatch):
+    from django.db import DatabaseError
+
+    def broken_cursor(*args, **kwargs):
+        raise DatabaseError("down")
+
+    monkeypatch.setattr(connection, "cursor", broken_cursor)
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "database unavailable"}
+
+
+def test_openapi_schema_is_served(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    assert b"/api/v1/auth/token" in response.content
+
+
+def test_swagger_ui_uses_no_cdn(client):
+    response = client.get("/api/docs/")
+
+    assert response.status_code == 200
+    assert b"cdn." not in response.content
+    assert b"/static/drf_spectacular_sidecar/" in response.content

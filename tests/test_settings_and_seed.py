@@ -1,0 +1,170 @@
+"""Settings parsing, key separation and the idempotent demo seed."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from identity.models import Membership, Organization, User
+from identity.tokens import derive_key
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_settings(env: dict) -> subprocess.CompletedProcess:
+    code = (
+        "import django, json; from django.conf import settings; django.setup(); "
+        "print(json.dumps({'debug': settings.DEBUG, 'db': settings.DATABASES['default']['ENGINE'],"
+        " 'cache': settings.CACHES['default']['BACKEND'], 'ssl': settings.SECURE_SSL_REDIRECT,"
+        " 'hsts': settings.SECURE_HSTS_SECONDS, 'proxies': settings.TRUSTED_PROXY_COUNT}))"
+    )
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE", "REDIS", "SECURE_"))
+    }
+    clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", **env})
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_secret_key_is_required_when_debug_is_off():
+    result = run_settings({})
+
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in result.stderr
+
+
+def test_defaults_are_sqlite_locmem_and_secure():
+    result = run_settings({"DJANGO_SECRET_KEY": "k" * 50})
+
+    assert json.loads(result.stdout) == {
+        "debug": False,
+        "db": "django.db.backends.sqlite3",
+        "cache": "django.core.cache.backends.locmem.LocMemCache",
+        "ssl": True,
+        "hsts": 31536000,
+        "proxies": 0,
+    }
+
+
+def test_database_and_redis_urls_switch_backends():
+    result = run_settings(
+        {
+            "DJANGO_SECRET_KEY": "k" * 50,
+            "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "TRUSTED_PROXY_COUNT": "2",
+        }
+    )
+
+    parsed = json.loads(result.stdout)
+    assert parsed["db"] == "django.db.backends.postgresql"
+    assert parsed["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert parsed["proxies"] == 2
+
+
+def test_debug_alone_starts_without_a_secret_key():
+    result = run_settings({"DJANGO_DEBUG": "true"})
+
+    assert json.loads(result.stdout)["debug"] is True
+
+
+def test_each_key_has_its_own_purpose():
+    keys = {
+        settings.SECRET_KEY,
+        settings.AGENT_TOKEN_KEY,
+        settings.CONTACT_TOKEN_KEY,
+        settings.SIGNING_SECRET_ENCRYPTION_KEY,
+    }
+    assert len(keys) == 4
+    assert derive_key(settings.SECRET_KEY, "agent-token") == settings.AGENT_TOKEN_KEY
+
+
+@pytest.mark.django_db
+def test_seed_demo_is_idempotent_and_writes_the_credentials(tmp_path):
+    # given
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+
+    # when
+    call_command("seed_demo", output=str(first))
+    call_command("seed_demo", output=str(second))
+
+    # then
+    data = json.loads(first.read_text())
+    assert data == json.loads(second.read_text())
+    assert {
+        "org_id",
+        "widget_token",
+        "admin_email",
+        "admin_password",
+        "agent_email",
+        "agent_password",
+    } <= set(data)
+    assert Organization.objects.count() == 1
+    assert User.objects.count() == 2
+    org = Organization.objects.get()
+    assert str(org.id) == data["org_id"]
+    roles = dict(Membership.objects.values_list("user__email", "role"))
+    assert roles == {data["admin_email"]: "owner", data["agent_email"]: "agent"}
+    assert User.objects.get(email=data["agent_email"]).check_password(data["agent_password"])
+    assert all(User.objects.values_list("is_staff", flat=True))
+
+
+@pytest.mark.django_db
+def test_seed_demo_other_org_is_independent(tmp_path):
+    call_command("seed_demo", output=str(tmp_path / "a.json"))
+    call_command("seed_demo", org="second", output=str(tmp_path / "b.json"))
+
+    a = json.loads((tmp_path / "a.json").read_text())
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert a["org_id"] != b["org_id"]
+    assert a["widget_token"] != b["widget_token"]
+    assert a["admin_password"] != b["admin_password"]
+    assert Organization.objects.count() == 2
+
+
+PRODUCTION_ENV = {
+    "DJANGO_SECRET_KEY": "p" * 20 + "rod-secret-key-with-enough-entropy-1234567890",
+    "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+    "PUBLIC_URL": "https://chat.example.com",
+}
+
+
+def run_manage(*args: str, env: dict) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECURE_"))}
+    clean.update(env)
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_check_deploy_is_clean_under_the_documented_production_env():
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_openapi_schema_generates_without_warnings(tmp_path):
+    result = run_manage(
+        "spectacular", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"), env=PRODUCTION_ENV
+    )
+
+    assert result.returncode == 0, result.stderr
