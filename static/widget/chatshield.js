@@ -215,6 +215,9 @@
     return d.toLocaleDateString([], {month: 'short', day: 'numeric'}) + ' ' + time;
   }
 
+  // Tiledesk-style clients hand tokens around as "JWT <jwt>".
+  const bareToken = (t) => String(t).trim().replace(/^(JWT|Bearer)\s+/i, '');
+
   let seq = 0;
   const uid = (p) => 'cs-' + p + '-' + (++seq);
 
@@ -283,6 +286,8 @@
       pollTimer: null,
       pollGen: 0,
       sending: false,
+      pollFailed: false,
+      starting: false,
     };
     s.mode = s.user.token ? 'verified' : (s.user.data || s.user.customData ? 'browser' : 'anonymous');
 
@@ -374,8 +379,8 @@
           try { fresh = await opts.onTokenExpired(); } catch (e) { fresh = null; }
         }
         if (s.dead) throw DEAD;
-        if (typeof fresh === 'string' && fresh && fresh !== used) {
-          s.token = fresh;
+        if (typeof fresh === 'string' && fresh.trim() && bareToken(fresh) !== used) {
+          s.token = bareToken(fresh);
           s.trust = claims(fresh).trust || 'verified';
           return;
         }
@@ -449,7 +454,7 @@
 
     async function establishIdentity() {
       if (s.mode === 'verified') {
-        s.token = s.user.token;
+        s.token = bareToken(s.user.token);
         s.trust = claims(s.token).trust || 'verified';
         s.externalId = s.user.externalId || null;
         try {
@@ -582,8 +587,8 @@
         root.style.setProperty('--cs-on-primary', textOn(theme.primaryColor));
       }
       s.collect = typeof opts.collectUserData === 'boolean' ? opts.collectUserData : !!cfg.collectUserData;
-      const fields = Array.isArray(opts.extraDataCollectionFields)
-        ? opts.extraDataCollectionFields : (cfg.extraDataCollectionFields || []);
+      const fields = Array.isArray(opts.extraDataCollectionFields) ? opts.extraDataCollectionFields
+        : (Array.isArray(cfg.extraDataCollectionFields) ? cfg.extraDataCollectionFields : []);
       s.fields = fields.filter((f) => f && typeof f.name === 'string' && f.name);
     }
 
@@ -707,7 +712,7 @@
     }
 
     function showForm(identityInputs) {
-      const prefill = opts.prefillUserData || s.collected || (s.mode === 'browser' ? s.user.data : null) || {};
+      const prefill = s.collected || opts.prefillUserData || (s.mode === 'browser' ? s.user.data : null) || {};
       const rows = [];
       if (identityInputs) {
         rows.push(fieldRow({name: 'name', label: 'Name', type: 'text', required: true, autocomplete: 'name'}, prefill.name));
@@ -876,8 +881,10 @@
       try {
         const data = await authed('GET', messagesPath(id), {query: {after: s.lastId}});
         if (s.session && s.session.id === id) appendMessages(data && data.results);
-        if (statusEl.textContent && !s.sending) setStatus('');
+        if (s.pollFailed) setStatus('');
+        s.pollFailed = false;
       } catch (err) {
+        s.pollFailed = true;
         if (err.status === 404 && s.session && s.session.id === id) {
           showHome();
           setStatus('That conversation is no longer available.');
@@ -1033,9 +1040,9 @@
     }
 
     showHome();
-    if (opts.open === true || (inline && opts.open !== false)) open();
-    const ready = start();
+    const ready = start(); // before open(), which would otherwise start a second time
     ready.catch(noop);
+    if (opts.open === true || (inline && opts.open !== false)) open();
 
     return {ready, open, close, logout, destroy, state};
   }

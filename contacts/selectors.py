@@ -1,0 +1,88 @@
+"""Reads for the contacts app: the widget principals and agents' contact lists, scoped to an org."""
+
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from config.exceptions import Unauthenticated
+from contacts.models import Contact, Device
+from identity.models import Organization
+from identity.selectors import organization_for_widget_token
+from identity.tokens import ContactClaims, InvalidTokenError, contact_token_decode
+
+
+@dataclass(frozen=True)
+class WidgetPrincipal:
+    """A browser that presented a valid widget token: it identifies the org, never a person."""
+
+    org: Organization
+    is_authenticated: bool = True
+
+
+@dataclass(frozen=True)
+class ContactPrincipal:
+    """A visitor holding a valid contact token: one contact on one device of one org."""
+
+    org: Organization
+    contact: Contact
+    device: Device
+    claims: ContactClaims
+    is_authenticated: bool = True
+
+    @property
+    def trust(self) -> str:
+        return self.contact.trust
+
+    @property
+    def is_verified(self) -> bool:
+        return self.contact.trust == Contact.Trust.VERIFIED
+
+
+def widget_principal(*, widget_token: str) -> WidgetPrincipal:
+    org = organization_for_widget_token(widget_token=widget_token)
+    if org is None:
+        raise Unauthenticated()
+    return WidgetPrincipal(org=org)
+
+
+def contact_token_keys() -> list[str]:
+    return [settings.CONTACT_TOKEN_KEY, settings.CONTACT_TOKEN_PREVIOUS_KEY]
+
+
+def contact_principal(*, org: Organization, token: str) -> ContactPrincipal:
+    """Verify a contact token for `org` and load its device and contact in one query.
+
+    Forged, expired, other-org, wrong-kind tokens and revoked devices all raise the uniform 401.
+    """
+    try:
+        claims = contact_token_decode(
+            token, keys=contact_token_keys(), issuer=settings.PUBLIC_URL, org_id=str(org.pk)
+        )
+    except InvalidTokenError as exc:
+        raise Unauthenticated() from exc
+    device_id, contact_id = _uuid_or_none(claims.device_id), _uuid_or_none(claims.contact_id)
+    device = None
+    if device_id and contact_id:
+        device = (
+            Device.objects.select_related("contact")
+            .filter(
+                pk=device_id,
+                org_id=org.pk,
+                contact_id=contact_id,
+                revoked_at__isnull=True,
+                contact__erased_at__isnull=True,
+            )
+            .first()
+        )
+    # A token's trust must match the contact's: a verified contact never rides on a browser token.
+    if device is None or (claims.trust == Contact.Trust.VERIFIED) != device.contact.is_verified:
+        raise Unauthenticated()
+    return ContactPrincipal(org=org, contact=device.contact, device=device, claims=claims)
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return None
