@@ -4,8 +4,9 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import Q, QuerySet
 
-from config.exceptions import Unauthenticated
+from config.exceptions import NotFound, Unauthenticated
 from contacts.models import Contact, Device
 from identity.models import Organization
 from identity.selectors import organization_for_widget_token
@@ -86,3 +87,44 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def device_for_reuse(*, org: Organization, token: str | None) -> Device | None:
+    """The device of a still-valid contact token of `org`, for same-browser reuse.
+
+    An absent, expired, revoked or foreign token is not an error here: the browser simply gets a
+    fresh identity, as it would on its first visit.
+    """
+    if not token:
+        return None
+    try:
+        return contact_principal(org=org, token=token).device
+    except Unauthenticated:
+        return None
+
+
+def contacts_for_org(
+    *, org: Organization, trust: str | None = None, search: str | None = None
+) -> QuerySet[Contact]:
+    """An org's contacts for agents, most recently seen first, optionally by trust and search.
+
+    `search` matches the name (contains, any case), the email (prefix; emails are stored
+    lower-cased) or the customer's `user_id` (exact).
+    """
+    contacts = Contact.objects.filter(org=org)
+    if trust:
+        contacts = contacts.filter(trust=trust)
+    if search:
+        contacts = contacts.filter(
+            Q(name__icontains=search) | Q(email__startswith=search.lower()) | Q(user_id=search)
+        )
+    return contacts.order_by("-last_seen_at", "-pk")
+
+
+def contact_for_org(*, org: Organization, contact_id) -> Contact:
+    """One contact of `org`; unknown, malformed and other orgs' ids are all a 404."""
+    pk = _uuid_or_none(str(contact_id))
+    contact = Contact.objects.filter(org=org, pk=pk).first() if pk else None
+    if contact is None:
+        raise NotFound()
+    return contact

@@ -1,14 +1,25 @@
 """Reads for the identity app, always scoped to what the caller may see."""
 
+import uuid
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from config.exceptions import NotFound, Unauthenticated
-from identity.models import ApiKey, Membership, Organization, User
+from identity.models import ApiKey, Membership, Organization, SigningSecret, User
 from identity.services import widget_config_cache_key
-from identity.tokens import api_key_matches, api_key_public_id
+from identity.tokens import (
+    InvalidTokenError,
+    api_key_matches,
+    api_key_public_id,
+    custom_token_audiences,
+    custom_token_decode,
+    custom_token_header,
+    signing_verification_key,
+)
 
 WIDGET_ORG_CACHE_SECONDS = 300
 
@@ -67,3 +78,76 @@ def api_key_principal(*, raw: str) -> ApiKeyPrincipal:
     if cache.add(f"api-key-used:{api_key.pk}", 1, timeout=API_KEY_LAST_USED_EVERY_SECONDS):
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
     return ApiKeyPrincipal(api_key=api_key)
+
+
+def organization_by_public_id(*, org_id: str) -> Organization:
+    """An org by its public id (Tiledesk's `id_project`); malformed or unknown is a 404."""
+    try:
+        parsed = uuid.UUID(str(org_id))
+    except ValueError as exc:
+        raise NotFound() from exc
+    org = Organization.objects.filter(pk=parsed).first()
+    if org is None:
+        raise NotFound()
+    return org
+
+
+def api_keys_for_org(*, org: Organization) -> QuerySet[ApiKey]:
+    """Every API key of `org`, revoked ones included, newest first, with their creator (1 query)."""
+    return (
+        ApiKey.objects.filter(org=org).select_related("created_by").order_by("-created_at", "-pk")
+    )
+
+
+def signing_secrets_for_org(*, org: Organization) -> QuerySet[SigningSecret]:
+    """Every signing secret of `org`, retired ones included, newest first."""
+    return SigningSecret.objects.filter(org=org).order_by("-created_at", "-pk")
+
+
+def signing_secrets_active(*, org: Organization) -> QuerySet[SigningSecret]:
+    """The signing secrets that may verify `org`'s custom tokens right now, newest first."""
+    return signing_secrets_for_org(org=org).filter(retired_at__isnull=True)
+
+
+def signing_key_for_token(*, org: Organization, kid: str | None) -> SigningSecret:
+    """The active secret a custom token's `kid` names; without a kid, the org's only active one.
+
+    One query, no cache, so a retired secret is refused at once. Raises InvalidTokenError when the
+    kid is unknown, retired or another org's, or when there is no kid and not exactly one secret.
+    """
+    active = signing_secrets_active(org=org)
+    if kid is not None:
+        signing_secret = active.filter(kid=kid).first()
+        if signing_secret is None:
+            raise InvalidTokenError("unknown kid")
+        return signing_secret
+    candidates = list(active[:2])
+    if len(candidates) != 1:
+        raise InvalidTokenError("kid required")
+    return candidates[0]
+
+
+def custom_token_verify(*, token: str, org: Organization) -> dict:
+    """Verify a customer-signed token for `org` (SPEC §3.3) and return its verified claims.
+
+    The result has `_id, email, firstname, lastname, attributes, iss, sub, aud, iat, exp, jti`
+    (None for absent optional claims; `role` and other claims are dropped) plus `kid`, the signing
+    secret that verified it, for senderAuthInfo. Replay is NOT checked here: call
+    `identity.services.custom_token_jti_consume` with `jti` and `exp` before acting on the claims.
+    Raises InvalidTokenError for any problem.
+    """
+    header = custom_token_header(token)
+    signing_secret = signing_key_for_token(org=org, kid=header.get("kid"))
+    key = signing_verification_key(
+        algorithm=signing_secret.algorithm,
+        encrypted_secret=signing_secret.encrypted_secret,
+        public_key=signing_secret.public_key,
+        encryption_key=settings.SIGNING_SECRET_ENCRYPTION_KEY,
+    )
+    claims = custom_token_decode(
+        token,
+        key=key,
+        algorithm=signing_secret.algorithm,
+        audiences=custom_token_audiences(org_id=str(org.pk), public_url=settings.PUBLIC_URL),
+    )
+    return {**claims, "kid": signing_secret.kid}

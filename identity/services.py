@@ -1,17 +1,41 @@
-"""Writes for the identity app: agent sign-in and its tokens, organizations and memberships."""
+"""Writes for the identity app: agent sign-in and tokens, orgs, API keys and signing secrets."""
 
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from rest_framework.exceptions import Throttled
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from config.exceptions import Unauthenticated
+from config.exceptions import Conflict, NotFound, Unauthenticated
 from identity import lockout
-from identity.models import Membership, Organization, User
-from identity.tokens import widget_token_new
+from identity.models import ApiKey, Membership, Organization, SigningSecret, User
+from identity.tokens import (
+    CUSTOM_TOKEN_LEEWAY_SECONDS,
+    InvalidPublicKeyError,
+    api_key_new,
+    secret_encrypt,
+    signing_kid_new,
+    signing_public_key_load,
+    signing_public_key_pem,
+    signing_secret_new,
+    widget_token_new,
+)
+
+logger = logging.getLogger(__name__)
+
+API_KEY_NAME_MAX_CHARS = 200
 
 
 def agent_sign_in(*, email: str, password: str, ip: str) -> User:
@@ -102,3 +126,254 @@ def organization_cache_invalidate(*, org: Organization) -> None:
     """Drop the cached widget org after its settings change; call inside the write's transaction."""
     token = org.widget_token
     transaction.on_commit(lambda: cache.delete(widget_config_cache_key(token)))
+
+
+WIDGET_SETTING_FIELDS = (
+    "collect_user_data",
+    "extra_data_collection_fields",
+    "require_verified_identity",
+    "theme",
+    "allowed_origins",
+    "merge_device_history_on_verify",
+    "anonymous_token_lifetime",
+    "non_verified_token_lifetime",
+    "verified_token_lifetime",
+)
+
+
+@transaction.atomic
+def organization_widget_settings_update(*, org: Organization, changes: dict) -> Organization:
+    """Apply validated widget-setting changes; the cached widget org is dropped on commit."""
+    unknown = set(changes) - set(WIDGET_SETTING_FIELDS)
+    if unknown:
+        raise ValueError(f"not widget settings: {sorted(unknown)}")
+    org = Organization.objects.select_for_update().get(pk=org.pk)
+    for field, value in changes.items():
+        setattr(org, field, value)
+    org.save(update_fields=list(changes) or None)
+    organization_cache_invalidate(org=org)
+    return org
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    """A new API key row and its full key. The key exists only here: show it once, then drop it."""
+
+    api_key: ApiKey
+    key: str
+
+
+def _api_key_scopes_clean(scopes: list[str]) -> list[str]:
+    """Known scopes only, at least one, deduplicated, in the order ApiKey.Scope declares them."""
+    unknown = [s for s in scopes if s not in ApiKey.Scope.values]
+    if unknown:
+        raise ValidationError(
+            {
+                "scopes": [
+                    f"Unknown scope {unknown[0]!r}. Valid scopes: {', '.join(ApiKey.Scope.values)}."
+                ]
+            }
+        )
+    if not scopes:
+        raise ValidationError({"scopes": ["Give the key at least one scope."]})
+    return [s for s in ApiKey.Scope.values if s in scopes]
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    org: Organization,
+    created_by: User | None,
+    name: str,
+    scopes: list[str],
+    expires_at: datetime | None,
+) -> IssuedApiKey:
+    """Issue an API key for `org` with `scopes`, valid until `expires_at` (None: until revoked).
+
+    Stores only the public id and the SHA-256 of the full key; the full key is returned once, in
+    the IssuedApiKey. Raises ValidationError (400) for a blank or long name, unknown or no scopes,
+    or an expiry that is not in the future; nothing is written then.
+    """
+    name = (name or "").strip()
+    if not name or len(name) > API_KEY_NAME_MAX_CHARS:
+        raise ValidationError(
+            {"name": [f"Give a name of 1 to {API_KEY_NAME_MAX_CHARS} characters."]}
+        )
+    clean_scopes = _api_key_scopes_clean(scopes)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": ["Must be in the future."]})
+    new = api_key_new()
+    api_key = ApiKey.objects.create(
+        org=org,
+        name=name,
+        public_id=new.public_id,
+        digest=new.digest,
+        scopes=clean_scopes,
+        created_by=created_by,
+        expires_at=expires_at,
+    )
+    logger.info(
+        "API key %s created in org %s by user %s",
+        api_key.prefix,
+        org.pk,
+        getattr(created_by, "pk", None),
+    )
+    return IssuedApiKey(api_key=api_key, key=new.key)
+
+
+@transaction.atomic
+def api_key_revoke(*, org: Organization, api_key_id: int, revoked_by: User | None) -> ApiKey:
+    """Revoke one of `org`'s API keys: the row stays, with `revoked_at` set.
+
+    The key is refused from the next request on (authentication reads the row every time).
+    Idempotent: revoking a revoked key changes nothing and keeps the first `revoked_at`. Another
+    org's key, or an unknown id, raises NotFound.
+    """
+    api_key = ApiKey.objects.select_for_update().filter(org=org, pk=api_key_id).first()
+    if api_key is None:
+        raise NotFound()
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        logger.info(
+            "API key %s revoked in org %s by user %s",
+            api_key.prefix,
+            org.pk,
+            getattr(revoked_by, "pk", None),
+        )
+    return api_key
+
+
+# --- signing secrets for customer-signed tokens ----------------------------------------------
+
+
+class TooManyActiveSecrets(Conflict):
+    default_code = "too_many_active_secrets"
+    default_detail = (
+        f"An org has at most {SigningSecret.MAX_ACTIVE} active signing secrets. "
+        "Retire one before adding another."
+    )
+
+
+@dataclass(frozen=True)
+class IssuedSigningSecret:
+    """A new HS256 signing secret row and its plaintext, which exists only here: show it once."""
+
+    signing_secret: SigningSecret
+    secret: str
+
+
+def _signing_secret_slot_claim(org: Organization) -> None:
+    """Lock the org row, then check there is room for one more active secret.
+
+    The lock serializes concurrent creations in one org, so two racing requests cannot both see
+    one active secret and end with three. FOR NO KEY UPDATE, because plain FOR UPDATE would also
+    block every insert of a row referencing the org (contacts, messages) until we commit.
+    """
+    Organization.objects.select_for_update(no_key=True).filter(pk=org.pk).values_list(
+        "pk", flat=True
+    ).first()
+    active = SigningSecret.objects.filter(org=org, retired_at__isnull=True).count()
+    if active >= SigningSecret.MAX_ACTIVE:
+        raise TooManyActiveSecrets()
+
+
+@transaction.atomic
+def signing_secret_create_shared(
+    *, org: Organization, created_by: User | None
+) -> IssuedSigningSecret:
+    """Generate an HS256 signing secret for `org` with a fresh `kid`.
+
+    The secret is stored only encrypted with SIGNING_SECRET_ENCRYPTION_KEY and returned in
+    plaintext once. Raises TooManyActiveSecrets (409) when the org already has two active.
+    """
+    _signing_secret_slot_claim(org)
+    secret = signing_secret_new()
+    signing_secret = SigningSecret.objects.create(
+        org=org,
+        kid=signing_kid_new(),
+        algorithm=SigningSecret.Algorithm.HS256,
+        encrypted_secret=secret_encrypt(
+            secret, encryption_key=settings.SIGNING_SECRET_ENCRYPTION_KEY
+        ),
+        created_by=created_by,
+    )
+    logger.info(
+        "signing secret %s (HS256) created in org %s by user %s",
+        signing_secret.kid,
+        org.pk,
+        getattr(created_by, "pk", None),
+    )
+    return IssuedSigningSecret(signing_secret=signing_secret, secret=secret)
+
+
+@transaction.atomic
+def signing_secret_create_public_key(
+    *, org: Organization, created_by: User | None, algorithm: str, public_key: str
+) -> SigningSecret:
+    """Register the customer's public key for RS256 (RSA ≥ 2048 bits) or ES256 (EC P-256).
+
+    The key is stored in canonical PEM; private keys and keys of the wrong type or size raise
+    ValidationError (400). Raises TooManyActiveSecrets (409) when the org already has two active.
+    """
+    if algorithm not in (SigningSecret.Algorithm.RS256, SigningSecret.Algorithm.ES256):
+        raise ValidationError({"algorithm": ["Public keys are for RS256 or ES256."]})
+    try:
+        key = signing_public_key_load(public_key, algorithm=algorithm)
+    except InvalidPublicKeyError as exc:
+        raise ValidationError({"public_key": [str(exc)]}) from exc
+    _signing_secret_slot_claim(org)
+    signing_secret = SigningSecret.objects.create(
+        org=org,
+        kid=signing_kid_new(),
+        algorithm=algorithm,
+        public_key=signing_public_key_pem(key),
+        created_by=created_by,
+    )
+    logger.info(
+        "signing secret %s (%s) created in org %s by user %s",
+        signing_secret.kid,
+        algorithm,
+        org.pk,
+        getattr(created_by, "pk", None),
+    )
+    return signing_secret
+
+
+@transaction.atomic
+def signing_secret_retire(*, org: Organization, kid: str, retired_by: User | None) -> SigningSecret:
+    """Retire one of `org`'s signing secrets: tokens under its `kid` are refused from now on.
+
+    The row stays (with `retired_at`) for the record. Idempotent; another org's or an unknown
+    `kid` raises NotFound.
+    """
+    signing_secret = SigningSecret.objects.select_for_update().filter(org=org, kid=kid).first()
+    if signing_secret is None:
+        raise NotFound()
+    if signing_secret.retired_at is None:
+        signing_secret.retired_at = timezone.now()
+        signing_secret.save(update_fields=["retired_at"])
+        logger.info(
+            "signing secret %s retired in org %s by user %s",
+            kid,
+            org.pk,
+            getattr(retired_by, "pk", None),
+        )
+    return signing_secret
+
+
+def custom_token_jti_consume(*, org: Organization, jti: str, expires_at: datetime | int) -> bool:
+    """Mark a customer-signed token's `jti` as used; False when it was used before (a replay).
+
+    `expires_at` is the token's `exp` (a datetime or epoch seconds). The mark lives in the shared
+    cache until the token could no longer pass verification (exp + leeway); `cache.add` is atomic
+    on Redis and LocMem, so of two racing requests with one jti exactly one gets True.
+    """
+    if isinstance(expires_at, datetime):
+        expires_at = expires_at.timestamp()
+    timeout = max(1, math.ceil(expires_at - time.time()) + CUSTOM_TOKEN_LEEWAY_SECONDS)
+    digest = hashlib.sha256(jti.encode()).hexdigest()
+    return cache.add(f"jti:{org.pk}:{digest}", 1, timeout=timeout)

@@ -6,6 +6,7 @@ Nothing here touches the database; callers look rows up and hand this module pla
 import base64
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import string
@@ -14,9 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.fernet import Fernet
 from cryptography.fernet import InvalidToken as FernetInvalidToken
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _BASE62 = string.ascii_letters + string.digits
@@ -211,3 +215,252 @@ def demo_credential(secret_key: str, purpose: str, length: int = 24) -> str:
         number, index = divmod(number, len(_BASE62))
         chars.append(_BASE62[index])
     return "".join(chars)
+
+
+# --- customer-signed tokens (SPEC §3.3): pinned algorithm, strict header, short lifetime --------
+
+CUSTOM_TOKEN_MAX_BYTES = 8 * 1024
+CUSTOM_TOKEN_LEEWAY_SECONDS = 60
+CUSTOM_TOKEN_MAX_LIFETIME_SECONDS = 600
+CUSTOM_TOKEN_ID_MAX_CHARS = 255
+TILEDESK_AUDIENCE_PREFIX = "https://tiledesk.com/projects/"
+SIGNING_PUBLIC_KEY_MAX_BYTES = 16 * 1024
+RSA_MIN_BITS = 2048
+# A bigger modulus only makes every verification slower; nobody needs more.
+RSA_MAX_BITS = 8192
+
+_COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+_KID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Parameters that let a token name its own key (jku, jwk, x5u, x5c) or demand processing rules we
+# do not implement (crit, b64): the key is chosen by us, from the org's secrets, and by kid alone.
+_FORBIDDEN_HEADER_PARAMS = frozenset({"jku", "jwk", "x5u", "x5c", "crit", "b64"})
+_CUSTOM_CLAIMS = (
+    "_id",
+    "email",
+    "firstname",
+    "lastname",
+    "attributes",
+    "iss",
+    "sub",
+    "aud",
+    "iat",
+    "exp",
+    "jti",
+)
+
+
+class InvalidPublicKeyError(ValueError):
+    """An uploaded public key is unusable; the message is fit for the operator who sent it."""
+
+
+def _json_object_strict(pairs: list[tuple[str, object]]) -> dict:
+    obj: dict = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def _json_constant_refuse(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _segment_decode(segment: str) -> dict:
+    """One base64url JSON segment of a compact JWS, parsed strictly (no duplicate keys, no NaN)."""
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = json.loads(
+            raw, object_pairs_hook=_json_object_strict, parse_constant=_json_constant_refuse
+        )
+    except (ValueError, RecursionError) as exc:
+        raise InvalidTokenError("malformed") from exc
+    if not isinstance(value, dict):
+        raise InvalidTokenError("malformed")
+    return value
+
+
+def _custom_token_segments(token: object) -> list[str]:
+    if (
+        not isinstance(token, str)
+        or len(token) > CUSTOM_TOKEN_MAX_BYTES
+        or not _COMPACT_JWS.match(token)
+    ):
+        raise InvalidTokenError("malformed")
+    return token.split(".")
+
+
+def custom_token_header(token: str) -> dict:
+    """The header of a customer-signed token, read *without trusting it*, only to find the key.
+
+    Refuses tokens over 8 KiB, anything but a three-part compact JWS with a signature, duplicate
+    header keys, the parameters that let a token choose its own key (`jku`, `jwk`, `x5u`, `x5c`),
+    any `crit`, a `typ` other than JWT, and a `kid` that is not a short plain string. Nothing in the
+    returned header is trusted: the algorithm is pinned by the key the server picks.
+    """
+    header = _segment_decode(_custom_token_segments(token)[0])
+    if _FORBIDDEN_HEADER_PARAMS & header.keys():
+        raise InvalidTokenError("forbidden header parameter")
+    if not isinstance(header.get("alg"), str):
+        raise InvalidTokenError("malformed")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+        raise InvalidTokenError("wrong kind")
+    kid = header.get("kid")
+    if kid is not None and (not isinstance(kid, str) or not _KID.match(kid)):
+        raise InvalidTokenError("malformed kid")
+    return header
+
+
+def custom_token_audiences(*, org_id: str, public_url: str) -> list[str]:
+    """The `aud` values that name one org: ours and Tiledesk's project URL."""
+    return [f"{public_url.rstrip('/')}/projects/{org_id}", f"{TILEDESK_AUDIENCE_PREFIX}{org_id}"]
+
+
+def custom_token_org_id_unverified(token: str, *, public_url: str) -> str | None:
+    """The org id a customer-signed token's `aud` names, read WITHOUT verifying anything.
+
+    Only for routing (which org's keys to try); `custom_token_decode` checks `aud` again after the
+    signature. None when the token is malformed or names no single org.
+    """
+    try:
+        payload = _segment_decode(_custom_token_segments(token)[1])
+    except InvalidTokenError:
+        return None
+    audiences = payload.get("aud")
+    if isinstance(audiences, str):
+        audiences = [audiences]
+    if not isinstance(audiences, list):
+        return None
+    prefixes = (f"{public_url.rstrip('/')}/projects/", TILEDESK_AUDIENCE_PREFIX)
+    org_ids = set()
+    for audience in audiences:
+        if not isinstance(audience, str):
+            continue
+        for prefix in prefixes:
+            if audience.startswith(prefix):
+                try:
+                    org_ids.add(str(uuid.UUID(audience.removeprefix(prefix))))
+                except ValueError:
+                    continue
+    return org_ids.pop() if len(org_ids) == 1 else None
+
+
+def signing_public_key_load(pem: str, *, algorithm: str) -> RSAPublicKey | EllipticCurvePublicKey:
+    """Load an operator's PEM public key for RS256 (RSA, 2048-8192 bits) or ES256 (EC P-256).
+
+    Private keys are refused outright: we never want to hold one. Raises InvalidPublicKeyError.
+    """
+    data = pem.encode() if isinstance(pem, str) else b""
+    if not data or len(data) > SIGNING_PUBLIC_KEY_MAX_BYTES:
+        raise InvalidPublicKeyError(
+            f"Must be a PEM public key of at most {SIGNING_PUBLIC_KEY_MAX_BYTES} bytes."
+        )
+    if b"PRIVATE KEY" in data:
+        raise InvalidPublicKeyError(
+            "This is a private key. Upload only the public key; keep the private key secret."
+        )
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise InvalidPublicKeyError(
+            "Must be a PEM public key (-----BEGIN PUBLIC KEY-----)."
+        ) from exc
+    if algorithm == "RS256":
+        if not isinstance(key, RSAPublicKey):
+            raise InvalidPublicKeyError("RS256 needs an RSA public key.")
+        if not RSA_MIN_BITS <= key.key_size <= RSA_MAX_BITS:
+            raise InvalidPublicKeyError(
+                f"RSA keys must be {RSA_MIN_BITS} to {RSA_MAX_BITS} bits, not {key.key_size}."
+            )
+        return key
+    if algorithm == "ES256":
+        if not isinstance(key, EllipticCurvePublicKey) or not isinstance(key.curve, SECP256R1):
+            raise InvalidPublicKeyError("ES256 needs an EC public key on the P-256 curve.")
+        return key
+    raise InvalidPublicKeyError(f"{algorithm} does not take a public key.")
+
+
+def signing_public_key_pem(key: RSAPublicKey | EllipticCurvePublicKey) -> str:
+    """The canonical PEM (SubjectPublicKeyInfo) we store for an uploaded key."""
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def signing_verification_key(
+    *, algorithm: str, encrypted_secret: str, public_key: str, encryption_key: str
+) -> bytes | RSAPublicKey | EllipticCurvePublicKey:
+    """The key object that verifies tokens of one signing secret.
+
+    Asymmetric keys are handed to PyJWT as loaded key objects, never as PEM text, so a public key
+    can never be mistaken for an HMAC secret (the HS/RS confusion attack).
+    """
+    if algorithm == "HS256":
+        return secret_decrypt(encrypted_secret, encryption_key=encryption_key).encode()
+    try:
+        return signing_public_key_load(public_key, algorithm=algorithm)
+    except InvalidPublicKeyError as exc:
+        raise InvalidTokenError("stored public key is unusable") from exc
+
+
+def _strict_int(value: object) -> bool:
+    return type(value) is int
+
+
+def _optional_str(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def custom_token_decode(
+    token: str,
+    *,
+    key: bytes | RSAPublicKey | EllipticCurvePublicKey,
+    algorithm: str,
+    audiences: list[str],
+) -> dict:
+    """Verify a customer-signed token against one key and return its claims (SPEC §3.3).
+
+    The algorithm is pinned to the key's (`none`, HS384, an RS256 header on an HS256 secret all
+    fail). Required: `aud` naming the org, `_id` and `jti` (non-empty strings of at most 255),
+    integer `exp` and `iat` at most 10 minutes apart; `exp`, `iat` and `nbf` are checked with 60 s
+    leeway. Returns exactly the claims we act on — `role` and anything else are dropped — with None
+    for absent optional ones. Raises InvalidTokenError for every problem.
+    """
+    header = custom_token_header(token)
+    if header["alg"] != algorithm:
+        raise InvalidTokenError("wrong algorithm")
+    try:
+        payload = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=audiences,
+            leeway=CUSTOM_TOKEN_LEEWAY_SECONDS,
+            options={"require": ["exp", "iat", "aud", "_id", "jti"]},
+        )
+    except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
+        raise InvalidTokenError("invalid") from exc
+    for claim in ("_id", "jti"):
+        value = payload[claim]
+        if (
+            not isinstance(value, str)
+            or not value.strip()
+            or len(value) > CUSTOM_TOKEN_ID_MAX_CHARS
+        ):
+            raise InvalidTokenError(f"malformed {claim}")
+    issued_at, expires_at = payload["iat"], payload["exp"]
+    if not _strict_int(issued_at) or not _strict_int(expires_at):
+        raise InvalidTokenError("exp and iat must be integers")
+    if not 0 < expires_at - issued_at <= CUSTOM_TOKEN_MAX_LIFETIME_SECONDS:
+        raise InvalidTokenError("lifetime over the limit")
+    if "nbf" in payload and not _strict_int(payload["nbf"]):
+        raise InvalidTokenError("nbf must be an integer")
+    if not all(
+        _optional_str(payload.get(c)) for c in ("email", "firstname", "lastname", "iss", "sub")
+    ):
+        raise InvalidTokenError("malformed claims")
+    attributes = payload.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        raise InvalidTokenError("attributes must be an object")
+    return {claim: payload.get(claim) for claim in _CUSTOM_CLAIMS}

@@ -28,6 +28,14 @@ def bearer_token(request) -> str | None:
         raise Unauthenticated() from exc
 
 
+def optional_bearer_token(request) -> str | None:
+    """The bearer token when the header is well formed; None otherwise (reuse is best effort)."""
+    try:
+        return bearer_token(request)
+    except Unauthenticated:
+        return None
+
+
 class WidgetTokenAuthentication(BaseAuthentication):
     """The widget token alone: `request.user` becomes a WidgetPrincipal for the org."""
 

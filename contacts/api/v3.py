@@ -6,13 +6,21 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.http import client_ip
+from contacts import services
+from contacts.api.serializers import (
+    SignInAnonymouslyInputSerializer,
+    TiledeskVisitorSignInOutputSerializer,
+)
+from contacts.api.throttles import AnonymousMintIpThrottle
 from identity import services as identity_services
 from identity.api.serializers import SignInInputSerializer, TiledeskSignInOutputSerializer
 from identity.api.throttles import AgentSignInIpThrottle
+from identity.selectors import organization_by_public_id
 
 V3_ERRORS = {
     400: OpenApiResponse(description="Invalid input"),
     401: OpenApiResponse(description="Not authenticated"),
+    404: OpenApiResponse(description="Unknown project"),
     429: OpenApiResponse(description="Locked out or throttled"),
 }
 
@@ -35,3 +43,43 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
         tokens = identity_services.agent_tokens_issue(user=user)
         body = {"success": True, "token": f"JWT {tokens['access']}", "user": user}
         return Response(TiledeskSignInOutputSerializer(body).data)
+
+    @extend_schema(
+        request=SignInAnonymouslyInputSerializer,
+        responses={200: TiledeskVisitorSignInOutputSerializer, **V3_ERRORS},
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="signinAnonymously",
+        throttle_classes=[AnonymousMintIpThrottle],
+    )
+    def signin_anonymously(self, request):
+        data = SignInAnonymouslyInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        org = organization_by_public_id(org_id=fields["id_project"])
+        firstname = fields.get("firstname") or ""
+        lastname = fields.get("lastname") or ""
+        given_name = " ".join(part for part in (firstname, lastname) if part)
+        firstname = firstname or services.guest_name_new()
+        issued = services.contact_unverified_sign_in(
+            org=org,
+            current_device=None,
+            name=given_name,
+            email=fields.get("email"),
+            custom_data=fields.get("attributes"),
+            method=services.AuthMethod.BROWSER,
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            display_name=" ".join(part for part in (firstname, lastname) if part),
+        )
+        user = {
+            "_id": str(issued.contact.pk),
+            "firstname": firstname,
+            "lastname": lastname,
+            "email": issued.contact.email,
+            "attributes": issued.contact.non_verified_custom_data,
+            "emailverified": False,
+        }
+        body = {"success": True, "token": f"JWT {issued.token}", "user": user}
+        return Response(TiledeskVisitorSignInOutputSerializer(body).data)

@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='contact',
-            constraint=models.CheckConstraint(condition=models.Q(('trust', 'verified'), models.Q(('user_id__isnull', True), ('verified_at__isnull', True)), _connector='OR'), name='contact_unverified_has_no_trusted_fields'),
+            constraint=models.CheckConstraint(condition=models.Q(('trust', 'verified'), models.Q(('user_id', ''), ('verified_at__isnull', True)), _connector='OR'), name='contact_unverified_has_no_trusted_fields'),
         ),
         migrations.AddIndex(
             model_name='device',

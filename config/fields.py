@@ -1,0 +1,78 @@
+"""Strict serializer fields for SPEC §5: no type coercion, bounded JSON objects."""
+
+import json
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+MAX_CUSTOM_DATA_BYTES = 16 * 1024
+MAX_CUSTOM_DATA_DEPTH = 5
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers, booleans and containers instead of stringifying them."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class StrictEmailField(StrictCharField, serializers.EmailField):
+    """An email address, validated and normalized (trimmed, lower-cased)."""
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(data).strip().lower()
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"not_a_boolean": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("not_a_boolean")
+        return data
+
+
+def json_depth(value, depth: int = 0) -> int:
+    """Nesting depth of containers: {} is 1, {"a": {}} is 2, a scalar is 0."""
+    if isinstance(value, dict):
+        return max((json_depth(v, depth + 1) for v in value.values()), default=depth + 1)
+    if isinstance(value, list):
+        return max((json_depth(v, depth + 1) for v in value), default=depth + 1)
+    return depth
+
+
+def json_size(value) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def check_custom_data(value) -> list[str]:
+    """The SPEC §5 limits for custom data; returns the problems, empty when it fits."""
+    problems = []
+    if json_size(value) > MAX_CUSTOM_DATA_BYTES:
+        problems.append(f"Must be at most {MAX_CUSTOM_DATA_BYTES} bytes as JSON.")
+    if json_depth(value) > MAX_CUSTOM_DATA_DEPTH:
+        problems.append(f"Must be nested at most {MAX_CUSTOM_DATA_DEPTH} levels deep.")
+    return problems
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class CustomDataField(serializers.Field):
+    """A JSON object of custom data: at most 16 KiB as JSON and 5 levels deep."""
+
+    default_error_messages = {"not_an_object": "Must be a JSON object."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_an_object")
+        problems = check_custom_data(data)
+        if problems:
+            raise serializers.ValidationError(problems)
+        return data
+
+    def to_representation(self, value):
+        return value

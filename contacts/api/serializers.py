@@ -1,0 +1,87 @@
+"""Input and output serializers for the widget's visitor routes and Tiledesk's visitor routes."""
+
+from rest_framework import serializers
+
+from config.fields import CustomDataField, StrictCharField, StrictEmailField
+from contacts.services import AuthMethod
+
+
+class UnverifiedInputSerializer(serializers.Serializer):
+    email = StrictEmailField(max_length=254, required=False, allow_blank=True)
+    name = StrictCharField(max_length=200, required=False, allow_blank=True)
+    customData = CustomDataField(required=False)
+    externalId = StrictCharField(max_length=255, required=False, allow_blank=True)
+    method = serializers.ChoiceField(
+        choices=[AuthMethod.COLLECT_FORM, AuthMethod.BROWSER],
+        required=False,
+        default=AuthMethod.BROWSER,
+        help_text="collect_form when the widget's form collected the details; browser when the "
+        "page passed them.",
+    )
+
+
+class ContactRefOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    trust = serializers.CharField()
+
+
+class UnverifiedOutputSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    contact = ContactRefOutputSerializer()
+    externalId = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+
+
+class MeOutputSerializer(serializers.Serializer):
+    """The contact as the widget may see it: nothing agent-only, no custom data."""
+
+    id = serializers.UUIDField()
+    trust = serializers.CharField()
+    name = serializers.CharField()
+    email = serializers.CharField()
+
+
+class ExtraFieldOutputSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    type = serializers.CharField()
+    required = serializers.BooleanField()
+    options = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class OrgRefOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+
+
+class WidgetConfigOutputSerializer(serializers.Serializer):
+    org = OrgRefOutputSerializer(source="*")
+    collectUserData = serializers.BooleanField(source="collect_user_data")
+    extraDataCollectionFields = ExtraFieldOutputSerializer(
+        source="extra_data_collection_fields", many=True
+    )
+    requireVerifiedIdentity = serializers.BooleanField(source="require_verified_identity")
+    theme = serializers.DictField()
+
+
+class SignInAnonymouslyInputSerializer(serializers.Serializer):
+    id_project = StrictCharField(max_length=64)
+    firstname = StrictCharField(max_length=100, required=False, allow_blank=True)
+    lastname = StrictCharField(max_length=100, required=False, allow_blank=True)
+    email = StrictEmailField(max_length=254, required=False, allow_blank=True)
+    attributes = CustomDataField(required=False)
+
+
+class TiledeskVisitorOutputSerializer(serializers.Serializer):
+    _id = serializers.CharField()
+    firstname = serializers.CharField()
+    lastname = serializers.CharField()
+    email = serializers.CharField()
+    attributes = serializers.DictField()
+    emailverified = serializers.BooleanField()
+
+
+class TiledeskVisitorSignInOutputSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    token = serializers.CharField(help_text='"JWT <contact token>"')
+    user = TiledeskVisitorOutputSerializer()

@@ -1,0 +1,17 @@
+"""Rate limits on minting browser identities, per client IP and per widget token."""
+
+from rest_framework.throttling import SimpleRateThrottle
+
+from identity.api.throttles import ClientIpRateThrottle
+
+
+class AnonymousMintIpThrottle(ClientIpRateThrottle):
+    scope = "anonymous_mint_ip"
+
+
+class AnonymousMintWidgetThrottle(SimpleRateThrottle):
+    scope = "anonymous_mint_widget"
+
+    def get_cache_key(self, request, view):
+        token = request.META.get("HTTP_X_WIDGET_TOKEN", "")[:64]
+        return self.cache_format % {"scope": self.scope, "ident": token}

@@ -1,0 +1,57 @@
+"""CORS for widget routes only, from each org's allowed origins (SPEC §3)."""
+
+from django.http import HttpResponse
+
+from config.exceptions import json_error
+from identity.selectors import organization_for_widget_token
+
+ALLOWED_HEADERS = "Authorization, Content-Type, X-Widget-Token"
+ALLOWED_METHODS = "GET, POST, OPTIONS"
+PREFLIGHT_MAX_AGE = "600"
+# Server-to-server: a browser has no business calling it, so it gets no CORS headers at all.
+NOT_FOR_BROWSERS = ("/widget/authenticate-user",)
+
+
+def _origin_allowed(org, origin: str) -> bool:
+    allowed = org.allowed_origins or []
+    return not allowed or origin in allowed
+
+
+class WidgetCorsMiddleware:
+    """Answer preflights on /widget/… and let a browser read a response only from allowed origins.
+
+    A preflight carries no widget token, so it is answered for any origin; the real request then
+    has its Origin checked against the org the widget token names: a disallowed origin is refused
+    with 403 before the view runs (nothing is written), and gets no CORS headers.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path.startswith("/widget/") or request.path in NOT_FOR_BROWSERS:
+            return self.get_response(request)
+        origin = request.META.get("HTTP_ORIGIN")
+        if request.method == "OPTIONS" and origin:
+            response = HttpResponse(status=204)
+            response["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+            response["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+            response["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+            return self._allow(response, origin)
+        if not origin:
+            return self.get_response(request)
+        org = organization_for_widget_token(
+            widget_token=request.META.get("HTTP_X_WIDGET_TOKEN", "")
+        )
+        if org is not None and not _origin_allowed(org, origin):
+            return json_error(
+                request, 403, "origin_not_allowed", "This origin may not use this widget."
+            )
+        response = self.get_response(request)
+        return self._allow(response, origin) if org is not None else response
+
+    @staticmethod
+    def _allow(response, origin: str):
+        response["Access-Control-Allow-Origin"] = origin
+        response["Vary"] = "Origin"
+        return response

@@ -1,0 +1,457 @@
+"""Anonymous and non-verified visitors: /widget/config, /contacts/unverified, /me and /logout."""
+
+from datetime import timedelta
+
+import jwt
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from contacts.models import Contact, Device
+from contacts.services import contact_token_issue
+from identity.tokens import contact_token_mint
+from tests.conftest import PASSWORD
+from tests.contacts.conftest import mint, widget_client
+from tests.factories import DeviceFactory, OrganizationFactory, VerifiedContactFactory
+
+pytestmark = pytest.mark.django_db
+
+UNAUTHENTICATED = {
+    "error": {
+        "code": "not_authenticated",
+        "message": "Authentication credentials were not provided or are not valid.",
+    }
+}
+
+
+# --- /widget/config ----------------------------------------------------------------------
+
+
+def test_config_returns_the_public_widget_settings(widget, org):
+    # given
+    org.collect_user_data = True
+    org.extra_data_collection_fields = [
+        {"name": "order", "label": "Order number", "type": "text", "required": True}
+    ]
+    org.save()
+
+    # when
+    response = widget.get("/widget/config")
+
+    # then
+    assert response.status_code == 200
+    assert response.json() == {
+        "org": {"id": str(org.id), "name": org.name},
+        "collectUserData": True,
+        "extraDataCollectionFields": [
+            {"name": "order", "label": "Order number", "type": "text", "required": True}
+        ],
+        "requireVerifiedIdentity": False,
+        "theme": {"primaryColor": "#18BDF7", "title": "Chat with us"},
+    }
+
+
+@pytest.mark.parametrize("token", ["", "wgt_unknown", "nonsense", "wgt_" + "x" * 200])
+def test_config_refuses_an_unknown_widget_token(api_client, token):
+    response = api_client.get("/widget/config", HTTP_X_WIDGET_TOKEN=token)
+
+    assert response.status_code == 401
+    assert response.json() == UNAUTHENTICATED
+
+
+def test_warm_config_makes_no_query(widget, django_assert_num_queries):
+    widget.get("/widget/config")
+
+    with django_assert_num_queries(0):
+        response = widget.get("/widget/config")
+
+    assert response.status_code == 200
+
+
+def test_config_cache_is_invalidated_when_an_operator_changes_settings(
+    widget, org, operator_client, django_capture_on_commit_callbacks
+):
+    # given: a warm cache
+    assert widget.get("/widget/config").json()["collectUserData"] is False
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        patch = operator_client.patch(
+            f"/api/v1/orgs/{org.id}/widget-settings", {"collectUserData": True}, format="json"
+        )
+
+    # then
+    assert patch.status_code == 200
+    assert widget.get("/widget/config").json()["collectUserData"] is True
+
+
+def test_rotated_widget_token_stops_working_at_once(
+    org, operator_client, django_capture_on_commit_callbacks
+):
+    # given
+    old = widget_client(org)
+    assert old.get("/widget/config").status_code == 200
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        rotated = operator_client.post(f"/api/v1/orgs/{org.id}/widget-settings/rotate-token")
+
+    # then
+    new_token = rotated.json()["widgetToken"]
+    assert rotated.status_code == 200
+    assert new_token != org.widget_token
+    assert old.get("/widget/config").status_code == 401
+    new = widget_client(org)
+    new.defaults["HTTP_X_WIDGET_TOKEN"] = new_token
+    assert new.get("/widget/config").status_code == 200
+
+
+# --- minting -----------------------------------------------------------------------------
+
+
+def test_mint_without_details_gives_an_anonymous_contact(widget, org):
+    # when
+    response = mint(widget)
+
+    # then
+    body = response.json()
+    contact = Contact.objects.get()
+    assert response.status_code == 201
+    assert set(body) == {"token", "contact", "externalId", "expires_at"}
+    assert body["contact"] == {"id": str(contact.id), "trust": "anonymous"}
+    assert body["externalId"].startswith("ext_")
+    assert contact.org == org
+    assert contact.sender_auth_info == {
+        "authType": "ANONYMOUS",
+        "method": "anonymous",
+        "verified": False,
+        "verifiedAt": None,
+        "authVar": {"uid": str(contact.id), "keyId": None},
+    }
+    assert Device.objects.get().contact == contact
+
+
+def test_token_claims_follow_the_spec(widget, org):
+    # when
+    token = mint(widget).json()["token"]
+
+    # then
+    header = jwt.get_unverified_header(token)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    contact, device = Contact.objects.get(), Device.objects.get()
+    assert header["typ"] == "contact+jwt"
+    assert header["alg"] == "HS256"
+    assert header["kid"]
+    assert set(claims) == {"iss", "aud", "sub", "did", "trust", "iat", "exp", "jti"}
+    assert claims["iss"] == settings.PUBLIC_URL
+    assert claims["aud"] == str(org.id)
+    assert claims["sub"] == str(contact.id)
+    assert claims["did"] == str(device.id)
+    assert claims["trust"] == "anonymous"
+    assert claims["exp"] - claims["iat"] == int(org.anonymous_token_lifetime.total_seconds())
+
+
+def test_presenting_the_token_again_keeps_the_same_contact_and_device(widget):
+    # given
+    first = mint(widget).json()
+
+    # when
+    again = mint(widget, token=first["token"]).json()
+
+    # then
+    assert again["contact"]["id"] == first["contact"]["id"]
+    assert Contact.objects.count() == 1
+    assert Device.objects.count() == 1
+
+
+def test_a_second_mint_without_a_token_is_a_different_contact(widget):
+    first = mint(widget).json()
+    second = mint(widget).json()
+
+    assert first["contact"]["id"] != second["contact"]["id"]
+    assert Contact.objects.count() == 2
+
+
+def test_details_make_a_non_verified_contact_in_the_non_verified_fields_only(widget):
+    # when
+    response = mint(
+        widget,
+        {
+            "name": "Jane Visitor",
+            "email": " Jane@Example.COM ",
+            "customData": {"plan": "gold", "user_id": "u-1"},
+            "externalId": "page-42",
+            "method": "collect_form",
+        },
+    )
+
+    # then
+    body = response.json()
+    contact = Contact.objects.get()
+    assert response.status_code == 201
+    assert body["contact"]["trust"] == "non_verified"
+    assert body["externalId"] == "page-42"
+    assert contact.name == "Jane Visitor"
+    assert contact.email == "jane@example.com"
+    assert contact.non_verified_custom_data == {"plan": "gold", "user_id": "u-1"}
+    assert contact.custom_data == {}
+    assert contact.user_id == ""
+    assert contact.verified_at is None
+    assert contact.sender_auth_info["authType"] == "NON_VERIFIED"
+    assert contact.sender_auth_info["method"] == "collect_form"
+    assert contact.sender_auth_info["verified"] is False
+
+
+def test_page_given_details_are_recorded_as_browser(widget):
+    mint(widget, {"email": "a@b.test"})
+
+    assert Contact.objects.get().sender_auth_info["method"] == "browser"
+
+
+def test_reuse_upgrades_anonymous_to_non_verified_and_merges_custom_data(widget):
+    # given
+    first = mint(widget, {"customData": {"a": 1, "b": 1}}).json()
+
+    # when
+    second = mint(widget, {"name": "Jo", "customData": {"b": 2}}, token=first["token"]).json()
+
+    # then
+    contact = Contact.objects.get()
+    assert second["contact"] == {"id": first["contact"]["id"], "trust": "non_verified"}
+    assert contact.name == "Jo"
+    assert contact.non_verified_custom_data == {"a": 1, "b": 2}
+
+
+def test_reuse_without_details_never_downgrades(widget):
+    first = mint(widget, {"email": "a@b.test"}).json()
+
+    second = mint(widget, token=first["token"]).json()
+
+    assert second["contact"]["trust"] == "non_verified"
+    assert Contact.objects.get().email == "a@b.test"
+
+
+def test_typing_a_verified_customers_email_gives_a_separate_unverified_contact(widget, org):
+    # given
+    customer = VerifiedContactFactory(org=org, email="vip@shop.test", custom_data={"tier": "vip"})
+
+    # when
+    body = mint(widget, {"email": "vip@shop.test", "name": "Impostor"}).json()
+
+    # then
+    impostor = Contact.objects.get(pk=body["contact"]["id"])
+    assert impostor.pk != customer.pk
+    assert impostor.trust == "non_verified"
+    assert impostor.custom_data == {}
+    me = widget_client(org, body["token"]).get("/widget/me").json()
+    assert me == {
+        "id": str(impostor.id),
+        "trust": "non_verified",
+        "name": "Impostor",
+        "email": "vip@shop.test",
+    }
+    customer.refresh_from_db()
+    assert customer.name != "Impostor"
+
+
+def test_a_verified_contacts_token_cannot_write_browser_details(widget, org):
+    # given
+    customer = VerifiedContactFactory(org=org)
+    device = DeviceFactory(contact=customer)
+    token, _ = contact_token_issue(org=org, contact=customer, device=device)
+
+    # when
+    response = mint(widget, {"name": "Changed", "customData": {"x": 1}}, token=token)
+
+    # then
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "contact_is_verified"
+    customer.refresh_from_db()
+    assert customer.name != "Changed"
+    assert customer.non_verified_custom_data == {}
+    assert Contact.objects.count() == 1
+
+
+def test_another_orgs_token_is_not_reused(org):
+    # given
+    other = OrganizationFactory()
+    foreign = mint(widget_client(other)).json()
+
+    # when
+    mine = mint(widget_client(org), token=foreign["token"]).json()
+
+    # then
+    assert mine["contact"]["id"] != foreign["contact"]["id"]
+    assert Contact.objects.filter(org=org).count() == 1
+
+
+# --- /widget/me and /widget/logout --------------------------------------------------------
+
+
+def test_me_shows_only_what_the_widget_may_see(widget, org):
+    body = mint(widget, {"name": "Jo", "email": "jo@x.test", "customData": {"k": "v"}}).json()
+
+    response = widget_client(org, body["token"], prefix="JWT").get("/widget/me")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "id": body["contact"]["id"],
+        "trust": "non_verified",
+        "name": "Jo",
+        "email": "jo@x.test",
+    }
+
+
+def test_logout_revokes_the_token(widget, org):
+    # given
+    token = mint(widget).json()["token"]
+    client = widget_client(org, token)
+
+    # when
+    logout = client.post("/widget/logout")
+
+    # then
+    assert logout.status_code == 204
+    assert Device.objects.get().revoked_at is not None
+    assert client.get("/widget/me").status_code == 401
+    assert client.post("/widget/logout").status_code == 401
+
+
+def test_after_logout_the_next_visit_starts_fresh(widget, org):
+    first = mint(widget).json()
+    widget_client(org, first["token"]).post("/widget/logout")
+
+    second = mint(widget, token=first["token"]).json()
+
+    assert second["contact"]["id"] != first["contact"]["id"]
+
+
+def _forged(token: str) -> str:
+    head, payload, signature = token.split(".")
+    return f"{head}.{payload}.{signature[::-1]}"
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing",
+        "garbage",
+        "forged signature",
+        "expired",
+        "other org",
+        "agent access token",
+        "agent refresh token",
+        "signed with the agent key",
+        "customer-signed token",
+        "alg none",
+        "unknown device",
+        "trust claim says verified",
+        "basic scheme",
+    ],
+)
+def test_hostile_contact_tokens_all_get_the_same_401(org, agent_user, api_client, kind):
+    # given
+    good = mint(widget_client(org)).json()["token"]
+    contact, device = Contact.objects.get(), Device.objects.get()
+    other = OrganizationFactory()
+    common = {
+        "key": settings.CONTACT_TOKEN_KEY,
+        "issuer": settings.PUBLIC_URL,
+        "contact_id": str(contact.id),
+        "device_id": str(device.id),
+        "lifetime": timedelta(days=1),
+    }
+    pair = api_client.post(
+        "/api/v1/auth/token", {"email": agent_user.email, "password": PASSWORD}, format="json"
+    ).json()
+    tokens = {
+        "missing": None,
+        "garbage": "not.a.token",
+        "forged signature": _forged(good),
+        "expired": contact_token_mint(
+            **common,
+            org_id=str(org.id),
+            trust="anonymous",
+            now=timezone.now() - timedelta(days=2),
+        )[0],
+        "other org": contact_token_mint(**common, org_id=str(other.id), trust="anonymous")[0],
+        "agent access token": pair["access"],
+        "agent refresh token": pair["refresh"],
+        "signed with the agent key": contact_token_mint(
+            **{**common, "key": settings.AGENT_TOKEN_KEY}, org_id=str(org.id), trust="anonymous"
+        )[0],
+        "customer-signed token": jwt.encode(
+            {"_id": "u1", "aud": str(org.id)}, "customer-secret-of-at-least-32-bytes!", algorithm="HS256"
+        ),
+        "alg none": jwt.encode(jwt.decode(good, options={"verify_signature": False}), None, "none"),
+        "unknown device": contact_token_mint(
+            **{**common, "device_id": "00000000-0000-0000-0000-000000000000"},
+            org_id=str(org.id),
+            trust="anonymous",
+        )[0],
+        "trust claim says verified": contact_token_mint(
+            **common, org_id=str(org.id), trust="verified"
+        )[0],
+        "basic scheme": None,
+    }
+    client = widget_client(org, tokens[kind])
+    if kind == "basic scheme":
+        client.credentials(HTTP_AUTHORIZATION="Basic dXNlcjpwYXNz")
+
+    # when
+    response = client.get("/widget/me")
+
+    # then
+    assert response.status_code == 401
+    assert response.json() == UNAUTHENTICATED
+    assert response["WWW-Authenticate"]
+
+
+def test_a_token_needs_the_matching_widget_token(org):
+    token = mint(widget_client(org)).json()["token"]
+    other = OrganizationFactory()
+
+    response = widget_client(other, token).get("/widget/me")
+
+    assert response.status_code == 401
+
+
+def test_previous_contact_key_still_verifies_during_rotation(widget, org, settings):
+    # given: a token signed with today's key
+    token = mint(widget).json()["token"]
+
+    # when: the key rotates and the old one is kept as previous
+    settings.CONTACT_TOKEN_PREVIOUS_KEY = settings.CONTACT_TOKEN_KEY
+    settings.CONTACT_TOKEN_KEY = "a-brand-new-contact-token-key"
+    still_valid = widget_client(org, token).get("/widget/me")
+    settings.CONTACT_TOKEN_PREVIOUS_KEY = ""
+    dropped = widget_client(org, token).get("/widget/me")
+
+    # then
+    assert still_valid.status_code == 200
+    assert dropped.status_code == 401
+
+
+# --- query counts ------------------------------------------------------------------------
+
+
+def test_me_is_one_query_on_a_warm_widget_cache(widget, org, django_assert_num_queries):
+    client = widget_client(org, mint(widget).json()["token"])
+    client.get("/widget/me")
+
+    with django_assert_num_queries(1):
+        assert client.get("/widget/me").status_code == 200
+
+
+def test_first_mint_query_budget(widget, django_assert_max_num_queries):
+    widget.get("/widget/config")
+
+    with django_assert_max_num_queries(4):
+        assert mint(widget, {"name": "Jo"}).status_code == 201
+
+
+def test_reuse_mint_query_budget(widget, django_assert_max_num_queries):
+    token = mint(widget).json()["token"]
+
+    with django_assert_max_num_queries(6):
+        assert mint(widget, {"name": "Jo"}, token=token).status_code == 201
