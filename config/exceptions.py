@@ -5,6 +5,7 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -120,6 +121,10 @@ def exception_handler(exc, context):
         exc = Forbidden()
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # The database is down or the connection dropped: a retryable 503, never a stack trace.
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        exc = ServiceUnavailable()
     if not isinstance(exc, exceptions.APIException):
         return None
 

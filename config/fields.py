@@ -28,6 +28,10 @@ class StrictEmailField(StrictCharField, serializers.EmailField):
         return super().to_internal_value(data).strip().lower()
 
 
+class StrictURLField(StrictCharField, serializers.URLField):
+    """An http(s) URL given as a string."""
+
+
 class StrictBooleanField(serializers.BooleanField):
     default_error_messages = {"not_a_boolean": "Must be true or false."}
 

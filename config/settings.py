@@ -27,6 +27,8 @@ DEMO_MODE = env.bool("DEMO_MODE", default=False)
 DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="")
 DEMO_AGENT_PASSWORD = env.str("DEMO_AGENT_PASSWORD", default="")
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# bench/run.py only: a bare DRF route (bench/baseline) that the hot routes are measured against.
+BENCH_BASELINE = env.bool("CHATSHIELD_BENCH_BASELINE", default=False)
 
 # Each key has one purpose; unset ones are derived from SECRET_KEY for that purpose alone.
 AGENT_TOKEN_KEY = env.str("AGENT_TOKEN_KEY", default="") or derive_key(SECRET_KEY, "agent-token")
@@ -56,6 +58,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.request_id.RequestIdMiddleware",
     "config.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -155,6 +158,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["config.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "config.exceptions.exception_handler",
+    # OPTIONS is a plain 405: DRF's metadata needs a serializer_class our viewsets do not have.
+    "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
@@ -206,7 +211,16 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # One JSON object per line, each stamped with the request id (docs/api.md, "Logs").
+    "filters": {"request_id": {"()": "config.logging.RequestIdFilter"}},
+    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }

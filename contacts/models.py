@@ -57,8 +57,7 @@ class Contact(models.Model):
             ),
             # rule 4: only server-to-server paths write the trusted fields
             models.CheckConstraint(
-                condition=Q(trust="verified")
-                | (Q(user_id="") & Q(verified_at__isnull=True)),
+                condition=Q(trust="verified") | (Q(user_id="") & Q(verified_at__isnull=True)),
                 name="contact_unverified_has_no_trusted_fields",
             ),
         ]

@@ -5,14 +5,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.exceptions import ApplicationError, Conflict
+from config.exceptions import ApplicationError, Conflict, Unauthenticated
 from config.fields import check_custom_data
 from contacts.models import Contact, Device
 from identity.models import Organization
-from identity.tokens import contact_token_mint
+from identity.selectors import custom_token_verify
+from identity.services import custom_token_jti_consume
+from identity.tokens import InvalidTokenError, contact_token_mint, custom_token_org_id_unverified
 
 
 class CustomDataTooLarge(ApplicationError):
@@ -165,3 +169,164 @@ def contact_unverified_sign_in(
 def device_revoke(*, device: Device) -> None:
     """Log a browser out: its token (and any other token of this device) is refused from now on."""
     Device.objects.filter(pk=device.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+@dataclass(frozen=True)
+class VerifiedProfile:
+    """What a customer's backend vouches for. `user_id` empty means: identify by email."""
+
+    email: str
+    user_id: str = ""
+    name: str | None = None
+    phone: str | None = None
+    avatar_url: str | None = None
+    language: str | None = None
+    custom_data: dict | None = None
+    chat_context: str | None = None
+    http_action_overrides: dict | None = None
+
+
+@dataclass(frozen=True)
+class VerifiedProof:
+    """How the backend vouched: `api_key` with the key's prefix, or `custom_jwt` with its claims."""
+
+    method: str
+    key_id: str
+    token_claims: dict | None = None
+
+
+class IdentityConflict(Conflict):
+    default_code = "identity_conflict"
+    default_detail = "This email already belongs to a verified contact with another user_id."
+
+
+VERIFIED_UPSERT_ATTEMPTS = 5
+
+
+def contact_verified_sign_in(
+    *, org: Organization, profile: VerifiedProfile, proof: VerifiedProof, user_agent: str = ""
+) -> IssuedToken:
+    """Upsert the verified contact a customer's backend vouched for and mint its token.
+
+    The identity key is `user_id` when given, else the normalized email. The same `user_id` with
+    a new email updates the email; an email held by a verified contact with another `user_id` is
+    a 409. A verified contact known by email alone is claimed by the first `user_id` sent for it.
+    Each sign-in gets a device of its own, so logging one browser out leaves the others alone.
+
+    Concurrent first sign-ins of one user race on the partial unique constraints; the losers
+    retry and update the winner's row, so exactly one contact results and nobody sees an error.
+    """
+    for attempt in range(VERIFIED_UPSERT_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                return _verified_upsert(
+                    org=org, profile=profile, proof=proof, user_agent=user_agent
+                )
+        except IntegrityError:
+            if attempt == VERIFIED_UPSERT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _verified_match(*, org: Organization, profile: VerifiedProfile) -> Contact | None:
+    verified = Contact.objects.select_for_update().filter(
+        org=org, trust=Contact.Trust.VERIFIED, erased_at__isnull=True
+    )
+    by_email = verified.filter(email=profile.email).first()
+    if not profile.user_id:
+        return by_email
+    by_user_id = verified.filter(user_id=profile.user_id).first()
+    if by_email is not None and by_email.pk != getattr(by_user_id, "pk", None):
+        if by_email.user_id:
+            raise IdentityConflict()
+        if by_user_id is None:
+            return by_email
+        raise IdentityConflict()
+    return by_user_id
+
+
+def _verified_upsert(
+    *, org: Organization, profile: VerifiedProfile, proof: VerifiedProof, user_agent: str
+) -> IssuedToken:
+    now = timezone.now()
+    contact = _verified_match(org=org, profile=profile) or Contact(
+        org=org, trust=Contact.Trust.VERIFIED, first_seen_at=now
+    )
+    contact.email = profile.email
+    if profile.user_id:
+        contact.user_id = profile.user_id
+    for field in ("name", "phone", "avatar_url", "language", "chat_context"):
+        value = getattr(profile, field)
+        if value is not None:
+            setattr(contact, field, value)
+    if profile.http_action_overrides is not None:
+        contact.http_action_overrides = profile.http_action_overrides
+    if profile.custom_data:
+        merged = {**contact.custom_data, **profile.custom_data}
+        if check_custom_data(merged):
+            raise CustomDataTooLarge()
+        contact.custom_data = merged
+    contact.verified_at = now
+    contact.last_seen_at = now
+    contact.sender_auth_info = sender_auth_info_build(
+        contact=contact, method=proof.method, key_id=proof.key_id, token_claims=proof.token_claims
+    )
+    contact.save()
+    device = Device.objects.create(
+        org=org, contact=contact, user_agent=user_agent[:512], created_at=now, last_seen_at=now
+    )
+    token, expires_at = contact_token_issue(org=org, contact=contact, device=device)
+    return IssuedToken(token=token, expires_at=expires_at, contact=contact, device=device)
+
+
+def _claims_profile(claims: dict) -> VerifiedProfile:
+    """Turn verified custom-token claims into a profile, holding them to the SPEC §5 limits."""
+    problems: dict[str, list[str]] = {}
+    email = claims.get("email") or ""
+    if not isinstance(email, str) or len(email) > 254:
+        problems["email"] = ["Must be an email address of at most 254 characters."]
+    else:
+        email = email.strip().lower()
+        try:
+            if email:
+                validate_email(email)
+        except DjangoValidationError:
+            problems["email"] = ["Enter a valid email address."]
+    names = [claims.get("firstname") or "", claims.get("lastname") or ""]
+    if not all(isinstance(n, str) and len(n) <= 100 for n in names):
+        problems["firstname"] = ["Names must be strings of at most 100 characters."]
+    attributes = claims.get("attributes")
+    if attributes is not None and (
+        not isinstance(attributes, dict) or check_custom_data(attributes)
+    ):
+        problems["attributes"] = ["Must be a JSON object of at most 16 KiB and 5 levels."]
+    if problems:
+        raise DjangoValidationError(problems)
+    name = " ".join(n.strip() for n in names if n and n.strip())
+    return VerifiedProfile(
+        email=email, user_id=claims["_id"], name=name or None, custom_data=attributes
+    )
+
+
+def contact_custom_token_sign_in(*, token: str, user_agent: str = "") -> tuple[IssuedToken, dict]:
+    """Exchange a customer-signed JWT (Tiledesk's custom token) for our own verified token.
+
+    The org is the one the token's `aud` names; the signature, algorithm, `kid`, audience,
+    lifetime and claims are checked by identity before anything is written, then the `jti` is
+    consumed (a replay, on any app server, is refused). Every failure of the token itself is the
+    uniform 401. `role` is never read: a customer-signed token cannot create or sign in an agent.
+    """
+    org_id = custom_token_org_id_unverified(token, public_url=settings.PUBLIC_URL)
+    org = Organization.objects.filter(pk=org_id).first() if org_id else None
+    if org is None:
+        raise Unauthenticated()
+    try:
+        claims = custom_token_verify(token=token, org=org)
+    except InvalidTokenError as exc:
+        raise Unauthenticated() from exc
+    profile = _claims_profile(claims)
+    if not custom_token_jti_consume(org=org, jti=claims["jti"], expires_at=claims["exp"]):
+        raise Unauthenticated()
+    proof = VerifiedProof(method=AuthMethod.CUSTOM_JWT, key_id=claims["kid"], token_claims=claims)
+    issued = contact_verified_sign_in(org=org, profile=profile, proof=proof, user_agent=user_agent)
+    return issued, claims

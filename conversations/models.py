@@ -86,6 +86,10 @@ class Message(models.Model):
     sender_contact = models.ForeignKey(
         Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # An integration's reply: the API key that posted it, whose name is shown as the sender.
+    sender_api_key = models.ForeignKey(
+        "identity.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     body = models.TextField(max_length=MAX_MESSAGE_LENGTH)
     sender_auth_info = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

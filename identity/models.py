@@ -223,3 +223,62 @@ class SigningSecret(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kid} ({self.algorithm})"
+
+
+class AuditEvent(models.Model):
+    """One security-relevant change, written in the transaction of the change. Never a secret."""
+
+    class Action(models.TextChoices):
+        API_KEY_CREATED = "api_key.created", "API key created"
+        API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+        SIGNING_SECRET_CREATED = "signing_secret.created", "Signing secret created"
+        SIGNING_SECRET_RETIRED = "signing_secret.retired", "Signing secret retired"
+        WIDGET_TOKEN_ROTATED = "widget_token.rotated", "Widget token rotated"
+        WIDGET_SETTINGS_CHANGED = "widget_settings.changed", "Widget settings changed"
+        SIGNIN_LOCKED_OUT = "signin.locked_out", "Sign-in locked out"
+        CONTACT_EXPORTED = "contact.exported", "Contact exported"
+        CONTACT_ERASED = "contact.erased", "Contact erased"
+
+    # Null only for sign-in lockouts: a failed sign-in belongs to no org.
+    org = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="audit_events"
+    )
+    actor_user = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_api_key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    action = models.CharField(max_length=32, choices=Action.choices)
+    target = models.CharField(max_length=128, blank=True)
+    ip = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            # the operator list: GET /api/v1/orgs/{org}/audit-events, newest first
+            models.Index(fields=["org", "-created_at"], name="auditevent_org_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    action__in=[
+                        "api_key.created",
+                        "api_key.revoked",
+                        "signing_secret.created",
+                        "signing_secret.retired",
+                        "widget_token.rotated",
+                        "widget_settings.changed",
+                        "signin.locked_out",
+                        "contact.exported",
+                        "contact.erased",
+                    ]
+                ),
+                name="auditevent_action_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target}".strip()

@@ -20,7 +20,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from config.exceptions import Conflict, NotFound, Unauthenticated
 from identity import lockout
-from identity.models import ApiKey, Membership, Organization, SigningSecret, User
+from identity.models import ApiKey, AuditEvent, Membership, Organization, SigningSecret, User
 from identity.tokens import (
     CUSTOM_TOKEN_LEEWAY_SECONDS,
     InvalidPublicKeyError,
@@ -50,7 +50,11 @@ def agent_sign_in(*, email: str, password: str, ip: str) -> User:
         raise Throttled(wait=wait, detail="Too many failed sign-ins. Try again later.")
     user = authenticate(email=email, password=password)
     if user is None or not user.is_active:
-        lockout.lockout_register_failure(subjects)
+        for subject in lockout.lockout_register_failure(subjects):
+            # The hashed subject key, never the email: the audit log must not collect addresses.
+            audit_record(
+                org=None, action=AuditEvent.Action.SIGNIN_LOCKED_OUT, target=subject.key, ip=ip
+            )
         raise Unauthenticated()
     lockout.lockout_clear(subjects[0])
     return user
@@ -113,11 +117,16 @@ def widget_config_cache_key(widget_token: str) -> str:
 
 
 @transaction.atomic
-def organization_widget_token_rotate(*, org: Organization) -> Organization:
-    """Issue a new widget token; the old one stops identifying the org at once."""
+def organization_widget_token_rotate(
+    *, org: Organization, actor_user: User | None = None, ip: str = ""
+) -> Organization:
+    """Issue a new widget token; the old one stops identifying the org at once. Audited."""
     old = org.widget_token
     org.widget_token = widget_token_new()
     org.save(update_fields=["widget_token"])
+    audit_record(
+        org=org, action=AuditEvent.Action.WIDGET_TOKEN_ROTATED, actor_user=actor_user, ip=ip
+    )
     transaction.on_commit(lambda: cache.delete(widget_config_cache_key(old)))
     return org
 
@@ -142,8 +151,13 @@ WIDGET_SETTING_FIELDS = (
 
 
 @transaction.atomic
-def organization_widget_settings_update(*, org: Organization, changes: dict) -> Organization:
-    """Apply validated widget-setting changes; the cached widget org is dropped on commit."""
+def organization_widget_settings_update(
+    *, org: Organization, changes: dict, actor_user: User | None = None, ip: str = ""
+) -> Organization:
+    """Apply validated widget-setting changes; the cached widget org is dropped on commit.
+
+    Audited, when anything changed, with the names of the changed settings (not their values).
+    """
     unknown = set(changes) - set(WIDGET_SETTING_FIELDS)
     if unknown:
         raise ValueError(f"not widget settings: {sorted(unknown)}")
@@ -152,6 +166,14 @@ def organization_widget_settings_update(*, org: Organization, changes: dict) -> 
         setattr(org, field, value)
     org.save(update_fields=list(changes) or None)
     organization_cache_invalidate(org=org)
+    if changes:
+        audit_record(
+            org=org,
+            action=AuditEvent.Action.WIDGET_SETTINGS_CHANGED,
+            actor_user=actor_user,
+            ip=ip,
+            details={"fields": sorted(changes)},
+        )
     return org
 
 
@@ -190,12 +212,13 @@ def api_key_create(
     name: str,
     scopes: list[str],
     expires_at: datetime | None,
+    ip: str = "",
 ) -> IssuedApiKey:
     """Issue an API key for `org` with `scopes`, valid until `expires_at` (None: until revoked).
 
     Stores only the public id and the SHA-256 of the full key; the full key is returned once, in
     the IssuedApiKey. Raises ValidationError (400) for a blank or long name, unknown or no scopes,
-    or an expiry that is not in the future; nothing is written then.
+    or an expiry that is not in the future; nothing is written then. Audited (prefix, never key).
     """
     name = (name or "").strip()
     if not name or len(name) > API_KEY_NAME_MAX_CHARS:
@@ -221,16 +244,26 @@ def api_key_create(
         org.pk,
         getattr(created_by, "pk", None),
     )
+    audit_record(
+        org=org,
+        action=AuditEvent.Action.API_KEY_CREATED,
+        actor_user=created_by,
+        target=api_key.prefix,
+        ip=ip,
+        details={"name": name, "scopes": clean_scopes},
+    )
     return IssuedApiKey(api_key=api_key, key=new.key)
 
 
 @transaction.atomic
-def api_key_revoke(*, org: Organization, api_key_id: int, revoked_by: User | None) -> ApiKey:
+def api_key_revoke(
+    *, org: Organization, api_key_id: int, revoked_by: User | None, ip: str = ""
+) -> ApiKey:
     """Revoke one of `org`'s API keys: the row stays, with `revoked_at` set.
 
     The key is refused from the next request on (authentication reads the row every time).
-    Idempotent: revoking a revoked key changes nothing and keeps the first `revoked_at`. Another
-    org's key, or an unknown id, raises NotFound.
+    Idempotent: revoking a revoked key changes nothing and keeps the first `revoked_at` (and is
+    audited once). Another org's key, or an unknown id, raises NotFound.
     """
     api_key = ApiKey.objects.select_for_update().filter(org=org, pk=api_key_id).first()
     if api_key is None:
@@ -243,6 +276,13 @@ def api_key_revoke(*, org: Organization, api_key_id: int, revoked_by: User | Non
             api_key.prefix,
             org.pk,
             getattr(revoked_by, "pk", None),
+        )
+        audit_record(
+            org=org,
+            action=AuditEvent.Action.API_KEY_REVOKED,
+            actor_user=revoked_by,
+            target=api_key.prefix,
+            ip=ip,
         )
     return api_key
 
@@ -283,7 +323,7 @@ def _signing_secret_slot_claim(org: Organization) -> None:
 
 @transaction.atomic
 def signing_secret_create_shared(
-    *, org: Organization, created_by: User | None
+    *, org: Organization, created_by: User | None, ip: str = ""
 ) -> IssuedSigningSecret:
     """Generate an HS256 signing secret for `org` with a fresh `kid`.
 
@@ -307,12 +347,18 @@ def signing_secret_create_shared(
         org.pk,
         getattr(created_by, "pk", None),
     )
+    _signing_secret_created_audit(signing_secret, created_by=created_by, ip=ip)
     return IssuedSigningSecret(signing_secret=signing_secret, secret=secret)
 
 
 @transaction.atomic
 def signing_secret_create_public_key(
-    *, org: Organization, created_by: User | None, algorithm: str, public_key: str
+    *,
+    org: Organization,
+    created_by: User | None,
+    algorithm: str,
+    public_key: str,
+    ip: str = "",
 ) -> SigningSecret:
     """Register the customer's public key for RS256 (RSA ≥ 2048 bits) or ES256 (EC P-256).
 
@@ -340,11 +386,27 @@ def signing_secret_create_public_key(
         org.pk,
         getattr(created_by, "pk", None),
     )
+    _signing_secret_created_audit(signing_secret, created_by=created_by, ip=ip)
     return signing_secret
 
 
+def _signing_secret_created_audit(
+    signing_secret: SigningSecret, *, created_by: User | None, ip: str
+) -> None:
+    audit_record(
+        org=signing_secret.org,
+        action=AuditEvent.Action.SIGNING_SECRET_CREATED,
+        actor_user=created_by,
+        target=signing_secret.kid,
+        ip=ip,
+        details={"algorithm": signing_secret.algorithm},
+    )
+
+
 @transaction.atomic
-def signing_secret_retire(*, org: Organization, kid: str, retired_by: User | None) -> SigningSecret:
+def signing_secret_retire(
+    *, org: Organization, kid: str, retired_by: User | None, ip: str = ""
+) -> SigningSecret:
     """Retire one of `org`'s signing secrets: tokens under its `kid` are refused from now on.
 
     The row stays (with `retired_at`) for the record. Idempotent; another org's or an unknown
@@ -362,6 +424,13 @@ def signing_secret_retire(*, org: Organization, kid: str, retired_by: User | Non
             org.pk,
             getattr(retired_by, "pk", None),
         )
+        audit_record(
+            org=org,
+            action=AuditEvent.Action.SIGNING_SECRET_RETIRED,
+            actor_user=retired_by,
+            target=kid,
+            ip=ip,
+        )
     return signing_secret
 
 
@@ -377,3 +446,37 @@ def custom_token_jti_consume(*, org: Organization, jti: str, expires_at: datetim
     timeout = max(1, math.ceil(expires_at - time.time()) + CUSTOM_TOKEN_LEEWAY_SECONDS)
     digest = hashlib.sha256(jti.encode()).hexdigest()
     return cache.add(f"jti:{org.pk}:{digest}", 1, timeout=timeout)
+
+
+# --- audit trail ------------------------------------------------------------------------------
+
+AUDIT_TARGET_MAX_CHARS = 128
+AUDIT_IP_MAX_CHARS = 64
+
+
+@transaction.atomic
+def audit_record(
+    *,
+    org: Organization | None,
+    action: str,
+    actor_user: User | None = None,
+    actor_api_key: ApiKey | None = None,
+    target: str = "",
+    ip: str = "",
+    details: dict | None = None,
+) -> AuditEvent:
+    """Append one AuditEvent; called inside the change's own transaction, so both or neither land.
+
+    `target` names the object (a key prefix, a kid, a contact id) and `details` adds plain facts;
+    callers never pass a raw key, secret, token or password. `org` is None only for sign-in
+    lockouts, which belong to no org.
+    """
+    return AuditEvent.objects.create(
+        org=org,
+        action=action,
+        actor_user=actor_user if actor_user is not None and actor_user.pk else None,
+        actor_api_key=actor_api_key,
+        target=str(target)[:AUDIT_TARGET_MAX_CHARS],
+        ip=(ip or "")[:AUDIT_IP_MAX_CHARS],
+        details=details or {},
+    )

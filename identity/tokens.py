@@ -208,12 +208,12 @@ def contact_token_decode(
 def demo_credential(secret_key: str, purpose: str, length: int = 24) -> str:
     """A stable, unguessable credential for the demo seed: the same org gets the same value on
     every run (so seeding is idempotent) and nobody without the server's secret can predict it."""
-    digest = hmac.new(secret_key.encode(), f"demo:{purpose}".encode(), hashlib.sha256).digest()
-    number = int.from_bytes(digest, "big")
     chars = []
-    for _ in range(length):
-        number, index = divmod(number, len(_BASE62))
-        chars.append(_BASE62[index])
+    for position in range(length):
+        digest = hmac.new(
+            secret_key.encode(), f"demo:{purpose}:{position}".encode(), hashlib.sha256
+        ).digest()
+        chars.append(_BASE62[int.from_bytes(digest, "big") % len(_BASE62)])
     return "".join(chars)
 
 
@@ -304,10 +304,10 @@ def custom_token_header(token: str) -> dict:
     if not isinstance(header.get("alg"), str):
         raise InvalidTokenError("malformed")
     typ = header.get("typ")
-    if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+    if "typ" in header and (not isinstance(typ, str) or typ.upper() != "JWT"):
         raise InvalidTokenError("wrong kind")
     kid = header.get("kid")
-    if kid is not None and (not isinstance(kid, str) or not _KID.match(kid)):
+    if "kid" in header and (not isinstance(kid, str) or not _KID.match(kid)):
         raise InvalidTokenError("malformed kid")
     return header
 

@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from contacts.models import Contact
 from identity.models import Membership, Organization, User
 from identity.tokens import derive_key
 
@@ -114,6 +115,7 @@ def test_seed_demo_is_idempotent_and_writes_the_credentials(tmp_path):
     } <= set(data)
     assert Organization.objects.count() == 1
     assert User.objects.count() == 2
+    assert {"api_key", "signing_secret", "signing_kid"} <= set(data)
     org = Organization.objects.get()
     assert str(org.id) == data["org_id"]
     roles = dict(Membership.objects.values_list("user__email", "role"))
@@ -168,3 +170,48 @@ def test_openapi_schema_generates_without_warnings(tmp_path):
     )
 
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.django_db
+def test_seeded_credentials_work_as_a_customer_backend_would(tmp_path):
+    # given
+    import time
+
+    import jwt
+    from rest_framework.test import APIClient
+
+    out = tmp_path / "demo.json"
+    call_command("seed_demo", output=str(out))
+    data = json.loads(out.read_text())
+    client = APIClient()
+
+    # when: the backend authenticates a user with the API key
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {data['api_key']}")
+    verified = client.post("/widget/authenticate-user", {"email": "x@y.test"}, format="json")
+    # and signs a custom token with the signing secret
+    now = int(time.time())
+    custom = jwt.encode(
+        {
+            "_id": "demo-user",
+            "aud": f"{settings.PUBLIC_URL}/projects/{data['org_id']}",
+            "iat": now,
+            "exp": now + 60,
+            "jti": "seed-test",
+        },
+        data["signing_secret"],
+        algorithm="HS256",
+        headers={"kid": data["signing_kid"]},
+    )
+    exchanged = APIClient().post(
+        "/v3/auth/signinWithCustomToken", HTTP_AUTHORIZATION=f"JWT {custom}"
+    )
+
+    # then
+    assert verified.status_code == 201
+    assert exchanged.status_code == 200
+    assert len(set(data["signing_secret"][-8:])) > 1
+    assert set(Contact.objects.values_list("trust", flat=True)) == {
+        "anonymous",
+        "non_verified",
+        "verified",
+    }

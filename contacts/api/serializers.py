@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from config.fields import CustomDataField, StrictCharField, StrictEmailField
+from config.fields import CustomDataField, StrictCharField, StrictEmailField, StrictURLField
 from contacts.services import AuthMethod
 
 
@@ -85,3 +85,51 @@ class TiledeskVisitorSignInOutputSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     token = serializers.CharField(help_text='"JWT <contact token>"')
     user = TiledeskVisitorOutputSerializer()
+
+
+class HttpActionOverridesSerializer(serializers.Serializer):
+    """OpenCX's overrides for integrations' HTTP actions: stored, never used for identity."""
+
+    query_params = CustomDataField(required=False)
+    path_params = CustomDataField(required=False)
+    body_params = CustomDataField(required=False)
+    headers = CustomDataField(required=False)
+
+
+class AuthenticateUserInputSerializer(serializers.Serializer):
+    email = StrictEmailField(max_length=254)
+    name = StrictCharField(max_length=200, required=False, allow_blank=True)
+    user_id = StrictCharField(max_length=255, required=False, allow_blank=True)
+    phone = StrictCharField(max_length=64, required=False, allow_blank=True)
+    avatar_url = StrictURLField(max_length=2048, required=False, allow_blank=True)
+    language = StrictCharField(max_length=35, required=False, allow_blank=True)
+    customData = CustomDataField(required=False)
+    chat_context = StrictCharField(max_length=10_000, required=False, allow_blank=True)
+    http_action_overrides = HttpActionOverridesSerializer(required=False)
+
+
+class ContactIdOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+
+
+class AuthenticateUserOutputSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Pass it to the widget as user.token.")
+    contact = ContactIdOutputSerializer()
+    expires_at = serializers.DateTimeField()
+
+
+class TiledeskVerifiedUserOutputSerializer(serializers.Serializer):
+    _id = serializers.CharField(help_text="The customer's user id (the token's _id).")
+    firstname = serializers.CharField()
+    lastname = serializers.CharField()
+    email = serializers.CharField()
+    attributes = serializers.DictField()
+    emailverified = serializers.BooleanField()
+
+
+class TiledeskCustomTokenOutputSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    token = serializers.CharField(help_text='"JWT <our own contact token>"')
+    expires_at = serializers.DateTimeField()
+    contact = ContactIdOutputSerializer()
+    user = TiledeskVerifiedUserOutputSerializer()

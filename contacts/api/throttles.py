@@ -15,3 +15,18 @@ class AnonymousMintWidgetThrottle(SimpleRateThrottle):
     def get_cache_key(self, request, view):
         token = request.META.get("HTTP_X_WIDGET_TOKEN", "")[:64]
         return self.cache_format % {"scope": self.scope, "ident": token}
+
+
+class AuthenticateUserKeyThrottle(SimpleRateThrottle):
+    """Per API key: one runaway backend cannot starve the org's other integrations."""
+
+    scope = "authenticate_user_key"
+
+    def get_cache_key(self, request, view):
+        principal = request.user
+        ident = getattr(getattr(principal, "api_key", None), "public_id", None)
+        return self.cache_format % {"scope": self.scope, "ident": ident} if ident else None
+
+
+class CustomTokenIpThrottle(ClientIpRateThrottle):
+    scope = "custom_token"

@@ -5,13 +5,16 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from config.exceptions import Unauthenticated
 from config.http import client_ip
 from contacts import services
+from contacts.api.authentication import bearer_token
 from contacts.api.serializers import (
     SignInAnonymouslyInputSerializer,
+    TiledeskCustomTokenOutputSerializer,
     TiledeskVisitorSignInOutputSerializer,
 )
-from contacts.api.throttles import AnonymousMintIpThrottle
+from contacts.api.throttles import AnonymousMintIpThrottle, CustomTokenIpThrottle
 from identity import services as identity_services
 from identity.api.serializers import SignInInputSerializer, TiledeskSignInOutputSerializer
 from identity.api.throttles import AgentSignInIpThrottle
@@ -83,3 +86,40 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
         }
         body = {"success": True, "token": f"JWT {issued.token}", "user": user}
         return Response(TiledeskVisitorSignInOutputSerializer(body).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: TiledeskCustomTokenOutputSerializer, **V3_ERRORS},
+        description="Header `Authorization: JWT <customer-signed token>`. Returns our own "
+        "short-lived verified contact token, never an echo of the customer's.",
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="signinWithCustomToken",
+        throttle_classes=[CustomTokenIpThrottle],
+    )
+    def signin_with_custom_token(self, request):
+        token = bearer_token(request)
+        if not token:
+            raise Unauthenticated()
+        issued, claims = services.contact_custom_token_sign_in(
+            token=token, user_agent=request.META.get("HTTP_USER_AGENT", "")
+        )
+        contact = issued.contact
+        user = {
+            "_id": claims["_id"],
+            "firstname": claims.get("firstname") or "",
+            "lastname": claims.get("lastname") or "",
+            "email": contact.email,
+            "attributes": contact.custom_data,
+            "emailverified": bool(contact.email),
+        }
+        body = {
+            "success": True,
+            "token": f"JWT {issued.token}",
+            "expires_at": issued.expires_at,
+            "contact": contact,
+            "user": user,
+        }
+        return Response(TiledeskCustomTokenOutputSerializer(body).data)

@@ -1,4 +1,4 @@
-"""Widget routes for browser identities: config, unverified contacts, me and logout."""
+"""Widget routes: config, browser identities (unverified, me, logout) and authenticate-user."""
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
@@ -12,12 +12,21 @@ from contacts.api.authentication import (
     optional_bearer_token,
 )
 from contacts.api.serializers import (
+    AuthenticateUserInputSerializer,
+    AuthenticateUserOutputSerializer,
     MeOutputSerializer,
     UnverifiedInputSerializer,
     UnverifiedOutputSerializer,
     WidgetConfigOutputSerializer,
 )
-from contacts.api.throttles import AnonymousMintIpThrottle, AnonymousMintWidgetThrottle
+from contacts.api.throttles import (
+    AnonymousMintIpThrottle,
+    AnonymousMintWidgetThrottle,
+    AuthenticateUserKeyThrottle,
+)
+from identity.api.access import api_key_scope_require
+from identity.api.authentication import ApiKeyAuthentication
+from identity.models import ApiKey
 
 WIDGET_TOKEN = OpenApiParameter(
     "X-Widget-Token", location=OpenApiParameter.HEADER, required=True, description="wgt_…"
@@ -100,3 +109,53 @@ class WidgetContactViewSet(viewsets.ViewSet):
     def logout(self, request):
         services.device_revoke(device=request.user.device)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WidgetServerViewSet(viewsets.ViewSet):
+    """Server-to-server: the customer's backend vouches for a user with a scoped org API key."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes: list = []
+
+    @extend_schema(
+        request=AuthenticateUserInputSerializer,
+        responses={
+            201: AuthenticateUserOutputSerializer,
+            400: OpenApiResponse(description="Invalid input"),
+            401: OpenApiResponse(description="Missing or unusable API key"),
+            403: OpenApiResponse(description="The key lacks widget:authenticate"),
+            409: OpenApiResponse(description="The email belongs to another verified user_id"),
+            429: OpenApiResponse(description="Throttled"),
+        },
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="authenticate-user",
+        throttle_classes=[AuthenticateUserKeyThrottle],
+    )
+    def authenticate_user(self, request):
+        principal = api_key_scope_require(request.user, ApiKey.Scope.WIDGET_AUTHENTICATE)
+        data = AuthenticateUserInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        issued = services.contact_verified_sign_in(
+            org=principal.org,
+            profile=services.VerifiedProfile(
+                email=fields["email"],
+                user_id=fields.get("user_id", ""),
+                name=fields.get("name"),
+                phone=fields.get("phone"),
+                avatar_url=fields.get("avatar_url"),
+                language=fields.get("language"),
+                custom_data=fields.get("customData"),
+                chat_context=fields.get("chat_context"),
+                http_action_overrides=fields.get("http_action_overrides"),
+            ),
+            proof=services.VerifiedProof(
+                method=services.AuthMethod.API_KEY, key_id=principal.api_key.prefix
+            ),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        )
+        body = {"token": issued.token, "contact": issued.contact, "expires_at": issued.expires_at}
+        return Response(AuthenticateUserOutputSerializer(body).data, status=status.HTTP_201_CREATED)

@@ -64,3 +64,12 @@ class OrgScopedViewSet(viewsets.GenericViewSet):
             scope=self.required_scopes.get(self.action),
             operator_only=self.operator_only,
         )
+
+
+def api_key_scope_require(principal, scope: str) -> ApiKeyPrincipal:
+    """For routes outside /orgs/{org}: the caller must be an API key holding `scope`."""
+    if not isinstance(principal, ApiKeyPrincipal):
+        raise Unauthenticated()
+    if not principal.has_scope(scope):
+        raise Forbidden()
+    return principal

@@ -4,6 +4,7 @@ from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, e
 from rest_framework import status
 from rest_framework.response import Response
 
+from config.http import client_ip
 from identity import selectors, services
 from identity.api.access import OrgScopedViewSet
 from identity.api.serializers import (
@@ -60,7 +61,10 @@ class ApiKeyViewSet(OrgScopedViewSet):
         data = ApiKeyCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         issued = services.api_key_create(
-            org=self.access.org, created_by=self.access.user, **data.validated_data
+            org=self.access.org,
+            created_by=self.access.user,
+            ip=client_ip(request),
+            **data.validated_data,
         )
         return Response(ApiKeyCreatedOutputSerializer(issued).data, status=status.HTTP_201_CREATED)
 
@@ -70,7 +74,10 @@ class ApiKeyViewSet(OrgScopedViewSet):
     )
     def destroy(self, request, org_id, pk):
         services.api_key_revoke(
-            org=self.access.org, api_key_id=int(pk), revoked_by=self.access.user
+            org=self.access.org,
+            api_key_id=int(pk),
+            revoked_by=self.access.user,
+            ip=client_ip(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -115,12 +122,15 @@ class SigningSecretViewSet(OrgScopedViewSet):
         data.is_valid(raise_exception=True)
         if data.validated_data["algorithm"] == SigningSecret.Algorithm.HS256:
             issued = services.signing_secret_create_shared(
-                org=self.access.org, created_by=self.access.user
+                org=self.access.org, created_by=self.access.user, ip=client_ip(request)
             )
             body = SharedSigningSecretCreatedOutputSerializer(issued).data
         else:
             signing_secret = services.signing_secret_create_public_key(
-                org=self.access.org, created_by=self.access.user, **data.validated_data
+                org=self.access.org,
+                created_by=self.access.user,
+                ip=client_ip(request),
+                **data.validated_data,
             )
             body = PublicKeySigningSecretCreatedOutputSerializer(signing_secret).data
         return Response(body, status=status.HTTP_201_CREATED)
@@ -130,5 +140,7 @@ class SigningSecretViewSet(OrgScopedViewSet):
         responses={204: None, **DELETE_ERRORS},
     )
     def destroy(self, request, org_id, kid):
-        services.signing_secret_retire(org=self.access.org, kid=kid, retired_by=self.access.user)
+        services.signing_secret_retire(
+            org=self.access.org, kid=kid, retired_by=self.access.user, ip=client_ip(request)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)

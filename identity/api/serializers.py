@@ -96,6 +96,7 @@ class SigningSecretCreateInputSerializer(serializers.Serializer):
     algorithm = serializers.ChoiceField(choices=SigningSecret.Algorithm.choices)
     public_key = StrictCharField(
         max_length=SIGNING_PUBLIC_KEY_MAX_BYTES,
+        trim_whitespace=False,
         required=False,
         help_text="PEM public key, for RS256 (RSA, 2048+ bits) and ES256 (EC P-256) only.",
     )

@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.fields import StrictBooleanField, StrictCharField, check_custom_data
+from config.http import client_ip
 from identity import services
 from identity.api.access import OrgScopedViewSet
 
@@ -54,6 +55,10 @@ class LifetimeField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             raise serializers.ValidationError("Must be a whole number of seconds.")
         return timedelta(seconds=super().to_internal_value(data))
+
+    def run_validators(self, value):
+        # The min/max validators compare seconds, not the timedelta to_internal_value returns.
+        super().run_validators(int(value.total_seconds()))
 
     def to_representation(self, value):
         return int(value.total_seconds())
@@ -139,12 +144,17 @@ class WidgetSettingsViewSet(OrgScopedViewSet):
         data = WidgetSettingsSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         org = services.organization_widget_settings_update(
-            org=self.access.org, changes=data.validated_data
+            org=self.access.org,
+            changes=data.validated_data,
+            actor_user=self.access.user,
+            ip=client_ip(request),
         )
         return Response(WidgetSettingsSerializer(org).data)
 
     @extend_schema(request=None, responses={200: WidgetTokenOutputSerializer, **ERRORS})
     @action(detail=False, methods=["post"], url_path="rotate-token")
     def rotate_token(self, request, org_id):
-        org = services.organization_widget_token_rotate(org=self.access.org)
+        org = services.organization_widget_token_rotate(
+            org=self.access.org, actor_user=self.access.user, ip=client_ip(request)
+        )
         return Response(WidgetTokenOutputSerializer(org).data)

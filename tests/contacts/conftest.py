@@ -1,4 +1,4 @@
-"""Fixtures for the visitor routes: a widget client and helpers to mint tokens as a browser would."""
+"""Fixtures for the visitor routes: a widget client and helpers that mint tokens as browsers do."""
 
 import pytest
 from rest_framework.test import APIClient

@@ -1,12 +1,15 @@
 """Anonymous and non-verified visitors: /widget/config, /contacts/unverified, /me and /logout."""
 
+import os
 from datetime import timedelta
 
 import jwt
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
+from contacts.api.throttles import AnonymousMintIpThrottle, AnonymousMintWidgetThrottle
 from contacts.models import Contact, Device
 from contacts.services import contact_token_issue
 from identity.tokens import contact_token_mint
@@ -381,7 +384,9 @@ def test_hostile_contact_tokens_all_get_the_same_401(org, agent_user, api_client
             **{**common, "key": settings.AGENT_TOKEN_KEY}, org_id=str(org.id), trust="anonymous"
         )[0],
         "customer-signed token": jwt.encode(
-            {"_id": "u1", "aud": str(org.id)}, "customer-secret-of-at-least-32-bytes!", algorithm="HS256"
+            {"_id": "u1", "aud": str(org.id)},
+            "customer-secret-of-at-least-32-bytes!",
+            algorithm="HS256",
         ),
         "alg none": jwt.encode(jwt.decode(good, options={"verify_signature": False}), None, "none"),
         "unknown device": contact_token_mint(
@@ -455,3 +460,37 @@ def test_reuse_mint_query_budget(widget, django_assert_max_num_queries):
 
     with django_assert_max_num_queries(6):
         assert mint(widget, {"name": "Jo"}, token=token).status_code == 201
+
+
+# --- throttles (CI runs these again on Redis) ----------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("throttle", [AnonymousMintIpThrottle, AnonymousMintWidgetThrottle])
+def test_anonymous_minting_is_throttled_and_the_throttled_mint_writes_nothing(
+    widget, monkeypatch, throttle
+):
+    # given: a low rate, spent
+    monkeypatch.setattr(throttle, "rate", "2/min", raising=False)
+    for _ in range(2):
+        assert mint(widget).status_code == 201
+
+    # when
+    response = mint(widget)
+
+    # then
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 60
+    assert response.json()["error"]["code"] == "throttled"
+    assert Contact.objects.count() == 2
+    assert Device.objects.count() == 2
+
+
+@pytest.mark.redis
+def test_the_cache_is_redis_when_redis_url_is_set():
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("REDIS_URL is not set")
+
+    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    cache.set("redis-probe", "here", timeout=10)
+    assert cache._cache.get_client(write=False).exists(cache.make_and_validate_key("redis-probe"))

@@ -157,6 +157,7 @@ def test_logout_with_garbage_is_401_and_writes_nothing(api_client):
     assert BlacklistedToken.objects.count() == 0
 
 
+@pytest.mark.redis
 def test_lockout_after_five_failures_refuses_even_the_right_password(api_client, agent_user):
     # given
     for _ in range(5):
@@ -172,6 +173,7 @@ def test_lockout_after_five_failures_refuses_even_the_right_password(api_client,
     assert OutstandingToken.objects.count() == 0
 
 
+@pytest.mark.redis
 def test_lockout_is_not_reset_by_a_changed_forwarded_for(api_client, agent_user, settings):
     # given: five failures from one address
     for _ in range(5):
@@ -187,6 +189,7 @@ def test_lockout_is_not_reset_by_a_changed_forwarded_for(api_client, agent_user,
     assert trusted.status_code == 429
 
 
+@pytest.mark.redis
 def test_ip_lockout_covers_other_accounts_from_the_same_address(api_client, settings):
     # given
     settings.LOCKOUT_IP_MAX_FAILURES = 3
@@ -201,6 +204,7 @@ def test_ip_lockout_covers_other_accounts_from_the_same_address(api_client, sett
     assert response.status_code == 429
 
 
+@pytest.mark.redis
 def test_successful_sign_in_resets_the_account_counter(api_client, agent_user):
     for _ in range(4):
         sign_in(api_client, agent_user.email, "wrong")
@@ -241,6 +245,7 @@ def test_tiledesk_signin_failure_has_success_false(api_client, agent_user):
     assert response.json() == {**UNAUTHENTICATED, "success": False}
 
 
+@pytest.mark.redis
 def test_tiledesk_signin_shares_the_lockout(api_client, agent_user):
     for _ in range(5):
         api_client.post(

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.text import slugify
 
+from conversations.demo import seed_conversations
 from identity.demo import seed_identity
 
 
@@ -27,6 +28,7 @@ class Command(BaseCommand):
             raise CommandError("--org must be a slug: lowercase letters, digits and hyphens.")
         with transaction.atomic():
             demo = seed_identity(slug=slug)
+            seed_conversations(org=demo.org, agent_user=demo.agent)
             credentials = dict(demo.credentials)
         text = json.dumps(credentials, indent=2, sort_keys=True)
         if output:

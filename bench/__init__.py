@@ -1,0 +1,1 @@
+"""Load benchmarks (`make bench`); the app imports bench.baseline only when asked to."""

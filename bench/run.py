@@ -1,0 +1,582 @@
+"""`make bench`: load-test the hot routes against a bare DRF route on a throwaway database.
+
+Creates the PostgreSQL database `chatshield_bench` (dropping a leftover one), migrates and seeds it,
+serves it with gunicorn on 127.0.0.1, drives each route with wrk, prints a table and writes it to
+docs/PERFORMANCE.md. Whatever happens, gunicorn is stopped, the database dropped and the run's
+Redis keys deleted. Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth), Redis at
+127.0.0.1:6379 and wrk. Not part of `make test`; a run takes about two minutes.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+LUA = BENCH / "lua" / "bench.lua"
+DOC = ROOT / "docs" / "PERFORMANCE.md"
+DOC_START = "<!-- bench:results:start (written by bench/run.py; edit outside these markers) -->"
+DOC_END = "<!-- bench:results:end -->"
+
+HOST = "127.0.0.1"
+DB_NAME = "chatshield_bench"
+PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+REDIS_URL = "redis://127.0.0.1:6379/5"
+ORG_SLUG = "bench"
+P99_TARGET_MS = 25.0
+UNLIMITED = "1000000/min"
+
+
+@dataclass
+class Route:
+    """One wrk run: a request shape and the issue's target share of the baseline's req/s."""
+
+    name: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    target_ratio: float | None
+    body: str | None = None
+    paths: list[str] = field(default_factory=list)
+    # What the documented commands print instead of live credentials.
+    shown_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    route: Route
+    rps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    requests: int = 0
+    failed: int = 0
+    note: str = ""
+
+    @property
+    def measured(self) -> bool:
+        return self.rps is not None
+
+
+def main() -> int:
+    args = arguments()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk).")
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="chatshield-bench-"))
+    port = free_port()
+    cache_prefix = f"chatshield-bench-{secrets.token_hex(4)}"
+    env = server_environment(port=port, cache_prefix=cache_prefix)
+    gunicorn_cmd = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "config.wsgi",
+        "--bind",
+        f"{HOST}:{port}",
+        "--workers",
+        str(args.workers),
+        "--worker-class",
+        args.worker_class,
+        *(["--threads", str(args.threads)] if args.worker_class == "gthread" else []),
+        "--timeout",
+        "30",
+        "--graceful-timeout",
+        "5",
+    ]
+    server: subprocess.Popen | None = None
+    server_log = tmp / "gunicorn.log"
+    results: list[Result] = []
+    try:
+        step("database", f"recreating {DB_NAME}")
+        database_recreate()
+        manage(env, "migrate", "--noinput", "--verbosity", "0")
+        seed_file = tmp / "seed.json"
+        manage(env, "seed_demo", "--org", ORG_SLUG, "--output", str(seed_file))
+        demo = json.loads(seed_file.read_text())
+        step("database", f"seeding {args.contacts} contacts and API keys")
+        keys = json.loads(
+            run([sys.executable, str(BENCH / "seed.py"), "--org-slug", ORG_SLUG,
+                 "--contacts", str(args.contacts)], env=env).splitlines()[-1]
+        )  # fmt: skip
+        step("server", " ".join(gunicorn_cmd[1:]))
+        with server_log.open("wb") as log:
+            server = subprocess.Popen(
+                gunicorn_cmd,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        base = f"http://{HOST}:{port}"
+        wait_healthy(base, server)
+        routes = routes_build(base=base, demo=demo, keys=keys, sessions=args.sessions)
+        for route in routes:
+            results.append(measure(base, route, args))
+        print_table(results)
+        write_doc(results, args=args, gunicorn_cmd=gunicorn_cmd, port=port)
+        step("done", f"{time.monotonic() - started:.0f} s; results in {DOC.relative_to(ROOT)}")
+        return 0
+    except Exception:
+        if server_log.exists():
+            sys.stderr.write("--- gunicorn log (last 40 lines) ---\n")
+            sys.stderr.write("\n".join(server_log.read_text(errors="replace").splitlines()[-40:]))
+            sys.stderr.write("\n")
+        raise
+    finally:
+        if server is not None:
+            server_stop(server)
+        database_drop()
+        redis_keys_delete(cache_prefix)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cores = len(os.sched_getaffinity(0))
+    parser.add_argument("--workers", type=int, default=cores, help="gunicorn workers (cores)")
+    parser.add_argument("--worker-class", choices=["gthread", "sync"], default="gthread")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per route")
+    parser.add_argument("--warmup", type=int, default=1, help="unrecorded seconds per route")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--contacts", type=int, default=1000, help="contacts seeded for the list")
+    parser.add_argument("--sessions", type=int, default=8, help="conversations messages go to")
+    return parser.parse_args()
+
+
+def step(stage: str, message: str) -> None:
+    print(f"[bench] {stage}: {message}", flush=True)
+
+
+def run(cmd: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    return run([sys.executable, "manage.py", *args], env=env)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def server_environment(*, port: int, cache_prefix: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "DJANGO_DEBUG": "false",
+            "DATABASE_URL": DATABASE_URL,
+            "REDIS_URL": REDIS_URL,
+            "CACHE_KEY_PREFIX": cache_prefix,
+            "SECURE_SSL_REDIRECT": "false",
+            "DJANGO_ALLOWED_HOSTS": HOST,
+            "PUBLIC_URL": f"http://{HOST}:{port}",
+            "CHATSHIELD_BENCH_BASELINE": "1",
+            "DEMO_MODE": "false",
+            "LOG_LEVEL": "INFO",
+            # Throttles would turn the write routes into a 429 benchmark.
+            "THROTTLE_AGENT_SIGNIN_IP": UNLIMITED,
+            "THROTTLE_ANONYMOUS_MINT_IP": UNLIMITED,
+            "THROTTLE_ANONYMOUS_MINT_WIDGET": UNLIMITED,
+            "THROTTLE_AUTHENTICATE_USER_KEY": UNLIMITED,
+            "THROTTLE_CUSTOM_TOKEN_IP": UNLIMITED,
+        }
+    )
+    return env
+
+
+def database_recreate() -> None:
+    database_drop()
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+
+def database_drop() -> None:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+
+
+def postgres_version() -> str:
+    with psycopg.connect(PG_ADMIN_DSN) as conn:
+        return conn.execute("SHOW server_version").fetchone()[0]
+
+
+def redis_keys_delete(prefix: str) -> None:
+    try:
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
+    except redis.RedisError as exc:
+        step("cleanup", f"could not delete Redis keys {prefix}:* ({exc})")
+
+
+def server_stop(server: subprocess.Popen) -> None:
+    """Stop gunicorn's whole process group: TERM, then KILL whatever is left after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=10)
+    # A worker stuck past the graceful timeout, or a master that ignored TERM.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=5)
+
+
+def http(
+    base: str, method: str, path: str, headers: dict[str, str], body: dict | str | None = None
+) -> tuple[int, dict | str]:
+    data = None
+    if body is not None:
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        headers = {**headers, "Content-Type": "application/json"}
+    # Only ever our own http://127.0.0.1 server.
+    request = urllib.request.Request(base + path, data=data, headers=headers, method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw or b"null")
+    except ValueError:
+        return status, raw.decode(errors="replace")[:300]
+
+
+def http_ok(base: str, method: str, path: str, headers: dict[str, str], body=None) -> dict:
+    status, payload = http(base, method, path, headers, body)
+    if not 200 <= status < 300:
+        raise RuntimeError(f"{method} {path} answered {status}: {payload}")
+    return payload
+
+
+def wait_healthy(base: str, server: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {server.returncode}")
+        try:
+            if http(base, "GET", "/healthz", {})[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("gunicorn did not answer /healthz within 30 s")
+
+
+def routes_build(*, base: str, demo: dict, keys: dict, sessions: int) -> list[Route]:
+    """The visitor fixtures come through the public routes, as a widget and a backend make them."""
+    widget = {"X-Widget-Token": demo["widget_token"]}
+    anonymous = http_ok(base, "POST", "/widget/contacts/unverified", widget, {})["token"]
+    backend = {"Authorization": f"Bearer {keys['widget_api_key']}"}
+    customer = {"email": "customer@bench.example", "user_id": "bench-customer", "name": "Bench"}
+    verified = http_ok(base, "POST", "/widget/authenticate-user", backend, customer)["token"]
+    as_customer = {**widget, "Authorization": f"Bearer {verified}"}
+    conversation_ids = []
+    for n in range(sessions):
+        status, opened = http(base, "POST", "/widget/sessions", as_customer, {})
+        if status != 201:
+            step("fixtures", f"POST /widget/sessions answered {status}: {opened}")
+            break
+        conversation_ids.append(opened["id"])
+        for m in range(5):
+            http_ok(
+                base,
+                "POST",
+                f"/widget/sessions/{opened['id']}/messages",
+                as_customer,
+                {"text": f"Seeded message {m} in conversation {n}"},
+            )
+    step("fixtures", f"1 anonymous and 1 verified token, {len(conversation_ids)} conversations")
+
+    shown_widget = {"X-Widget-Token": "<widget token>"}
+    routes = [
+        Route("baseline (bare DRF)", "GET", "/bench/baseline", {}, None),
+        Route("GET /widget/config", "GET", "/widget/config", widget, 0.85,
+              shown_headers=shown_widget),
+        Route("GET /widget/me", "GET", "/widget/me",
+              {**widget, "Authorization": f"Bearer {anonymous}"}, 0.60,
+              shown_headers={**shown_widget, "Authorization": "Bearer <anonymous token>"}),
+        Route("GET /widget/sessions", "GET", "/widget/sessions", as_customer, 0.40,
+              shown_headers={**shown_widget, "Authorization": "Bearer <verified token>"}),
+        Route("GET /api/v1/orgs/{org}/contacts", "GET", f"/api/v1/orgs/{keys['org_id']}/contacts",
+              {"Authorization": f"Bearer {keys['read_api_key']}"}, None,
+              shown_headers={"Authorization": "Bearer <csk_… contacts:read>"}),
+        Route("POST /widget/contacts/unverified", "POST", "/widget/contacts/unverified",
+              {**widget, "Content-Type": "application/json"}, 0.25, body="{}",
+              shown_headers={**shown_widget, "Content-Type": "application/json"}),
+        Route("POST /widget/authenticate-user", "POST", "/widget/authenticate-user",
+              {**backend, "Content-Type": "application/json"}, 0.25,
+              body='{"email": "user{n}@bench.example", "user_id": "bench-user-{n}", '
+                   '"name": "User {n}"}',
+              shown_headers={"Authorization": "Bearer <csk_… widget:authenticate>",
+                             "Content-Type": "application/json"}),
+    ]  # fmt: skip
+    if conversation_ids:
+        message_paths = [f"/widget/sessions/{cid}/messages" for cid in conversation_ids]
+        routes.append(
+            Route("POST /widget/sessions/{id}/messages", "POST", message_paths[0],
+                  {**as_customer, "Content-Type": "application/json"}, 0.25,
+                  body='{"text": "Hello from the benchmark"}', paths=message_paths,
+                  shown_headers={**shown_widget, "Authorization": "Bearer <verified token>",
+                                 "Content-Type": "application/json"})
+        )  # fmt: skip
+    else:
+        routes.append(
+            Route("POST /widget/sessions/{id}/messages", "POST", "/widget/sessions", {}, 0.25)
+        )
+    return routes
+
+
+def wrk_command(base: str, route: Route, args: argparse.Namespace, seconds: int, shown=False):
+    headers = route.shown_headers if shown else route.headers
+    paths = [re.sub(r"[0-9a-f-]{36}", "<id>", p) for p in route.paths] if shown else route.paths
+    cmd = [
+        "wrk",
+        f"-t{args.wrk_threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA.relative_to(ROOT)) if shown else str(LUA),
+    ]
+    for name, value in headers.items():
+        cmd += ["-H", f"{name}: {value}"]
+    path = route.path
+    if shown:
+        path = re.sub(r"[0-9a-f-]{36}", "<id>", path)
+    cmd += [base + path, "--", route.method, route.body or "-", *paths]
+    return cmd
+
+
+def measure(base: str, route: Route, args: argparse.Namespace) -> Result:
+    if not route.headers and route.target_ratio is not None:
+        return Result(route, note="not measured: no conversation could be opened")
+    probe_body = route.body.replace("{n}", "0") if route.body else None
+    probe_path = route.paths[0] if route.paths else route.path
+    status, payload = http(base, route.method, probe_path, route.headers, probe_body)
+    if not 200 <= status < 300:
+        step("skip", f"{route.name} answered {status}: {str(payload)[:200]}")
+        return Result(route, note=f"not measured: the route answered {status}")
+    if args.warmup:
+        wrk(wrk_command(base, route, args, args.warmup), args.warmup)
+    step("wrk", f"{route.name} ({args.duration} s, {args.connections} connections)")
+    stats = wrk(wrk_command(base, route, args, args.duration), args.duration)
+    errors = stats["errors"]
+    seconds = stats["duration_us"] / 1e6
+    failed = errors["status"] + errors["connect"] + errors["read"] + errors["write"]
+    failed += errors["timeout"]
+    note = f"{failed} of {stats['requests']} failed or non-2xx" if failed else ""
+    return Result(
+        route,
+        rps=stats["requests"] / seconds,
+        p50_ms=stats["p50_us"] / 1000,
+        p99_ms=stats["p99_us"] / 1000,
+        requests=stats["requests"],
+        failed=failed,
+        note=note,
+    )
+
+
+def wrk(cmd: list[str], seconds: int) -> dict:
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            return json.loads(line.removeprefix("BENCH_JSON "))
+    raise RuntimeError(f"wrk gave no summary (exit {done.returncode}):\n{done.stdout}{done.stderr}")
+
+
+def verdict(result: Result, baseline: float | None) -> tuple[str, str]:
+    """The ratio column and whether the route meets the issue's targets."""
+    if not result.measured:
+        return "—", result.note
+    ratio = f"{result.rps / baseline:.2f}" if baseline else "—"
+    misses = []
+    target = result.route.target_ratio
+    if target is not None and baseline and result.rps / baseline < target:
+        misses.append(f"ratio < {target:.2f}")
+    if result.p99_ms is not None and result.p99_ms >= P99_TARGET_MS:
+        misses.append(f"p99 ≥ {P99_TARGET_MS:.0f} ms")
+    if result.failed:
+        misses.append(result.note)
+    if target is None and result.route.name.startswith("baseline"):
+        status = "floor"
+    elif misses:
+        status = "MISS: " + "; ".join(misses)
+    else:
+        status = "ok"
+    return ratio, status
+
+
+def table_rows(results: list[Result]) -> list[list[str]]:
+    baseline = results[0].rps if results and results[0].measured else None
+    rows = []
+    for result in results:
+        ratio, status = verdict(result, baseline)
+        target = result.route.target_ratio
+        rows.append(
+            [
+                result.route.name,
+                f"{result.rps:,.0f}" if result.measured else "—",
+                f"{result.p50_ms:.1f}" if result.measured else "—",
+                f"{result.p99_ms:.1f}" if result.measured else "—",
+                ratio,
+                f"≥ {target:.2f}" if target is not None else "—",
+                status,
+            ]
+        )
+    return rows
+
+
+HEADER = ["route", "req/s", "p50 ms", "p99 ms", "ratio to baseline", "target", "verdict"]
+
+
+def print_table(results: list[Result]) -> None:
+    rows = [HEADER, *table_rows(results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    print()
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        if n == 0:
+            print("  ".join("-" * width for width in widths))
+    print()
+
+
+def machine() -> dict[str, str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    meminfo = Path("/proc/meminfo").read_text()
+    mem_kb = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.MULTILINE)
+    return {
+        "cores": str(len(os.sched_getaffinity(0))),
+        "cpu": model.group(1).strip() if model else "unknown",
+        "ram": f"{int(mem_kb.group(1)) / 1024 / 1024:.1f} GiB" if mem_kb else "unknown",
+        "kernel": platform.release(),
+    }
+
+
+def git_commit() -> str:
+    """HEAD's commit, read from .git directly (no git binary needed); worktrees included."""
+    git = ROOT / ".git"
+    try:
+        if git.is_file():  # a worktree's .git file: "gitdir: <path>"
+            git = (ROOT / git.read_text().split(":", 1)[1].strip()).resolve()
+        common = git
+        if (git / "commondir").is_file():
+            common = (git / (git / "commondir").read_text().strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head.removeprefix("ref: ")
+        for directory in (git, common):
+            if (directory / ref).is_file():
+                return (directory / ref).read_text().strip()
+        for line in (common / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        pass
+    return "unknown"
+
+
+def write_doc(results: list[Result], *, args, gunicorn_cmd: list[str], port: int) -> None:
+    import django
+    import gunicorn
+
+    info = machine()
+    base = f"http://{HOST}:<port>"
+    shown_gunicorn = " ".join(
+        part.replace(str(port), "<port>") for part in ["gunicorn", *gunicorn_cmd[1:]]
+    )
+    lines = [
+        DOC_START,
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit `{git_commit()}` (plus any "
+        "uncommitted changes in the working tree).",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "|".join(["---"] + ["--:"] * 5 + ["---"]) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
+    lines += [
+        "",
+        f"- Machine: {info['cores']} cores ({info['cpu']}), {info['ram']} RAM, Linux "
+        f"{info['kernel']}. wrk, gunicorn, PostgreSQL and Redis all share these cores.",
+        f"- Software: Python {platform.python_version()}, Django {django.get_version()}, "
+        f"gunicorn {gunicorn.__version__}, PostgreSQL {postgres_version()}, Redis at "
+        f"`{REDIS_URL}`.",
+        f"- Load: {args.connections} connections, {args.wrk_threads} wrk threads, "
+        f"{args.duration} s per route after {args.warmup} s of unrecorded warm-up; latency is "
+        "wrk's (connection to last byte). Throttles set to 1000000/min so they never answer "
+        "429; everything else is the production configuration (DEBUG off, Redis cache, "
+        "persistent PostgreSQL connections).",
+        f"- Data: org `{ORG_SLUG}` from `seed_demo`, {args.contacts} seeded contacts (half "
+        f"anonymous, half non-verified) for the contact list, one verified customer with "
+        f"{args.sessions} conversations of 5 messages; `/widget/me` uses an anonymous token; "
+        "`authenticate-user` upserts one of 1000 users at random per request; messages go to a "
+        "random one of the customer's conversations.",
+        "",
+        "Commands (`make bench` runs them all; credentials and ids are the run's own):",
+        "",
+        "```sh",
+        shown_gunicorn,
+    ]
+    lines += [
+        " ".join(quote(part) for part in wrk_command(base, r.route, args, args.duration, True))
+        for r in results
+        if r.measured
+    ]
+    lines += ["```", "", DOC_END]
+    section = "\n".join(lines)
+    if DOC.exists() and DOC_START in (text := DOC.read_text()) and DOC_END in text:
+        head, rest = text.split(DOC_START, 1)
+        tail = rest.split(DOC_END, 1)[1]
+        DOC.write_text(head + section + tail)
+    else:
+        DOC.parent.mkdir(exist_ok=True)
+        DOC.write_text(
+            "# Performance\n\n"
+            "`make bench` (`bench/run.py`) serves a throwaway PostgreSQL database with gunicorn "
+            "on 127.0.0.1 and drives each hot route with wrk next to a bare DRF route "
+            "(`bench/baseline.py`, served only when `CHATSHIELD_BENCH_BASELINE=1`). The ratio is "
+            "a route's req/s over the baseline's: the share of the framework's throughput the "
+            "route keeps on the same machine, which travels between machines better than raw "
+            "req/s.\n\n## Latest run\n\n" + section + "\n"
+        )
+
+
+def quote(part: str) -> str:
+    return part if re.fullmatch(r"[\w./:@%+=,-]+", part) else "'" + part.replace("'", "'\\''") + "'"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The agent console: server-rendered pages for agents, spanning contacts and conversations."""

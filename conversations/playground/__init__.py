@@ -1,0 +1,1 @@
+"""The widget playground: a demo page for the identity models and, in demo mode, a demo backend."""

@@ -1,0 +1,286 @@
+"""Writes for conversations: open, post, close, assign, and adopt a device's history on verify."""
+
+import copy
+import math
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import timezone
+
+from config.exceptions import ApplicationError, Conflict, Forbidden, NotFound
+from contacts.models import Contact, Device
+from contacts.selectors import ContactPrincipal
+from conversations.models import MAX_MESSAGE_LENGTH, Conversation, Message
+from conversations.selectors import external_id_require
+from identity.models import ApiKey, Membership, Organization, User
+
+MAX_FIELD_TEXT_LENGTH = 1000
+CLOSED_NOTICE = "Conversation closed."
+
+
+class ConversationClosed(Conflict):
+    default_code = "conversation_closed"
+    default_detail = "This conversation is closed."
+
+
+class VerifiedIdentityRequired(Forbidden):
+    default_code = "verified_identity_required"
+    default_detail = "This organization chats with verified contacts only."
+
+
+@transaction.atomic
+def conversation_open(
+    *, principal: ContactPrincipal, external_id: str | None, fields: dict | None
+) -> Conversation:
+    """Open a conversation for the token's contact on the token's device.
+
+    Records how it was created (`created_verified`, a copy of the contact's senderAuthInfo) and
+    the `external_id` it lives under. `fields` must answer the org's extraDataCollectionFields.
+    Raises 400 (`external_id_required`, field errors) or 403 (`verified_identity_required`).
+    """
+    _contact_may_chat(principal)
+    external_id_require(principal=principal, external_id=external_id)
+    cleaned = conversation_fields_clean(org=principal.org, fields=fields or {})
+    now = timezone.now()
+    return Conversation.objects.create(
+        org=principal.org,
+        contact=principal.contact,
+        device=principal.device,
+        created_verified=principal.is_verified,
+        external_id=external_id or "",
+        fields=cleaned,
+        sender_auth_info=copy.deepcopy(principal.contact.sender_auth_info),
+        created_at=now,
+        last_message_at=now,
+    )
+
+
+@transaction.atomic
+def message_post_contact(
+    *, principal: ContactPrincipal, conversation: Conversation, text: str
+) -> Message:
+    """The contact's message in a conversation the caller already checked is visible to them.
+
+    The message keeps a copy of the contact's senderAuthInfo as it is now. Raises 409
+    `conversation_closed` when the conversation is closed.
+    """
+    _contact_may_chat(principal)
+    return _message_append(
+        conversation=conversation,
+        sender_kind=Message.SenderKind.CONTACT,
+        text=text,
+        sender_contact=principal.contact,
+        sender_auth_info=copy.deepcopy(principal.contact.sender_auth_info),
+    )
+
+
+@transaction.atomic
+def message_post_agent(
+    *,
+    org: Organization,
+    conversation: Conversation,
+    text: str,
+    user: User | None = None,
+    api_key: ApiKey | None = None,
+) -> Message:
+    """An agent's reply, or an integration's reply when `api_key` is given (exactly one of them).
+
+    Integration replies are `sender_kind="agent"` with no `sender_user`; the key's name is shown
+    as the sender. Raises 409 `conversation_closed` when the conversation is closed.
+    """
+    if (user is None) == (api_key is None):
+        raise TypeError("message_post_agent needs exactly one of user and api_key")
+    _same_org(org=org, conversation=conversation)
+    return _message_append(
+        conversation=conversation,
+        sender_kind=Message.SenderKind.AGENT,
+        text=text,
+        sender_user=user,
+        sender_api_key=api_key,
+    )
+
+
+@transaction.atomic
+def conversation_close(
+    *, org: Organization, conversation: Conversation, user: User | None = None
+) -> Conversation:
+    """Close a conversation; idempotent. The first close adds a system message naming `user`.
+
+    Once closed, nobody can post into it (409 `conversation_closed`).
+    """
+    _same_org(org=org, conversation=conversation)
+    locked = _conversation_lock(conversation)
+    if locked.status == Conversation.Status.CLOSED:
+        return locked
+    now = timezone.now()
+    Message.objects.create(
+        org=locked.org,
+        conversation=locked,
+        sender_kind=Message.SenderKind.SYSTEM,
+        sender_user=user,
+        body=CLOSED_NOTICE,
+        created_at=now,
+    )
+    locked.status = Conversation.Status.CLOSED
+    locked.closed_at = now
+    locked.last_message_at = now
+    locked.save(update_fields=["status", "closed_at", "last_message_at"])
+    return locked
+
+
+@transaction.atomic
+def conversation_assign(
+    *, org: Organization, conversation: Conversation, assignee: User | None
+) -> Conversation:
+    """Assign a conversation to an active member of `org`, or unassign it with None."""
+    _same_org(org=org, conversation=conversation)
+    if assignee is not None and not (
+        assignee.is_active and Membership.objects.filter(org=org, user=assignee).exists()
+    ):
+        raise ValidationError({"assignee": ["Must be an active member of this organization."]})
+    locked = _conversation_lock(conversation)
+    locked.assignee = assignee
+    locked.save(update_fields=["assignee"])
+    return locked
+
+
+@transaction.atomic
+def device_history_adopt(
+    *, org: Organization, verified_principal: ContactPrincipal, previous_device: Device
+) -> int:
+    """Move a browser device's conversations to the verified contact now holding that browser.
+
+    Only conversations created on `previous_device` by that device's own (anonymous or
+    non-verified) contact move. They become `created_verified=True`, so the verified contact sees
+    them on every device, as if opened through the verified path; each keeps the senderAuthInfo it
+    was created with, and each message its sender, so agents still see how they began. Returns the
+    count. When the org turned `merge_device_history_on_verify` off, nothing moves and 0 returns.
+    Revoking the previous token is the caller's job.
+    """
+    if not verified_principal.is_verified or verified_principal.org.pk != org.pk:
+        raise Forbidden()
+    previous_contact = Contact.objects.filter(pk=previous_device.contact_id).first()
+    if previous_device.org_id != org.pk or previous_contact is None:
+        raise NotFound()
+    if previous_contact.is_verified:
+        raise ApplicationError(
+            "Only an anonymous or non-verified device's history can be adopted.",
+            code="previous_token_verified",
+        )
+    if not org.merge_device_history_on_verify:
+        return 0
+    return Conversation.objects.filter(
+        org=org, device=previous_device, contact=previous_contact
+    ).update(contact=verified_principal.contact, created_verified=True)
+
+
+def conversation_fields_clean(*, org: Organization, fields: dict) -> dict:
+    """Check `fields` against the org's extraDataCollectionFields and type each value.
+
+    Unknown names and missing required answers are errors; optional fields left empty are
+    dropped. Raises ValidationError keyed `fields.<name>`.
+    """
+    specs = {
+        spec["name"]: spec
+        for spec in org.extra_data_collection_fields
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str)
+    }
+    errors: dict[str, list[str]] = {
+        f"fields.{name}": ["Unknown field."] for name in fields if name not in specs
+    }
+    cleaned = {}
+    for name, spec in specs.items():
+        try:
+            value = _field_value_clean(spec, fields.get(name))
+        except ValidationError as exc:
+            errors[f"fields.{name}"] = exc.messages
+            continue
+        if value is not None:
+            cleaned[name] = value
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def _field_value_clean(spec: dict, value):
+    kind = spec.get("type", "text")
+    if isinstance(value, str):
+        value = value.strip()
+    if value is None or value == "":
+        if spec.get("required"):
+            raise ValidationError("This field is required.")
+        return None
+    if kind == "checkbox":
+        if not isinstance(value, bool):
+            raise ValidationError("Must be true or false.")
+        if spec.get("required") and not value:
+            raise ValidationError("This field is required.")
+        return value
+    if kind == "number":
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not is_number or not math.isfinite(value):
+            raise ValidationError("Must be a number.")
+        return value
+    if not isinstance(value, str):
+        raise ValidationError("Must be a string.")
+    if len(value) > MAX_FIELD_TEXT_LENGTH:
+        raise ValidationError(f"Must be at most {MAX_FIELD_TEXT_LENGTH} characters.")
+    if kind == "email":
+        validate_email(value)
+        return value.lower()
+    if kind == "select" and value not in (spec.get("options") or []):
+        raise ValidationError("Must be one of the field's options.")
+    return value
+
+
+def _contact_may_chat(principal: ContactPrincipal) -> None:
+    if principal.org.require_verified_identity and not principal.is_verified:
+        raise VerifiedIdentityRequired()
+
+
+def _same_org(*, org: Organization, conversation: Conversation) -> None:
+    if conversation.org_id != org.pk:
+        raise NotFound()
+
+
+def _conversation_lock(conversation: Conversation) -> Conversation:
+    # The row lock serializes every write to one conversation: message ids, their created_at and
+    # the conversation's last_message_at advance together, and a close cannot interleave a post.
+    locked = Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+    if locked is None:
+        raise NotFound()
+    return locked
+
+
+def _text_clean(text: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError({"text": ["This field may not be blank."]})
+    if len(text) > MAX_MESSAGE_LENGTH:
+        raise ValidationError(
+            {"text": [f"Ensure this field has no more than {MAX_MESSAGE_LENGTH} characters."]}
+        )
+    if "\x00" in text:
+        raise ValidationError({"text": ["Null characters are not allowed."]})
+    return text
+
+
+def _message_append(
+    *, conversation: Conversation, sender_kind: str, text: str, **sender
+) -> Message:
+    text = _text_clean(text)
+    locked = _conversation_lock(conversation)
+    if locked.status == Conversation.Status.CLOSED:
+        raise ConversationClosed()
+    now = timezone.now()
+    message = Message.objects.create(
+        org_id=locked.org_id,
+        conversation=locked,
+        sender_kind=sender_kind,
+        body=text,
+        created_at=now,
+        **sender,
+    )
+    Conversation.objects.filter(pk=locked.pk).update(last_message_at=now)
+    conversation.last_message_at = now
+    return message

@@ -1,0 +1,402 @@
+"""Verified customers: authenticate-user with an org API key, and Tiledesk custom tokens."""
+
+import threading
+import time
+import uuid
+
+import jwt
+import pytest
+from django.conf import settings
+from django.db import connection, connections
+from rest_framework.test import APIClient
+
+from contacts.models import Contact, Device
+from identity.services import api_key_create, api_key_revoke, signing_secret_create_shared
+from tests.contacts.conftest import mint, widget_client
+from tests.factories import OrganizationFactory
+
+pytestmark = pytest.mark.django_db
+
+UNAUTHENTICATED = {
+    "error": {
+        "code": "not_authenticated",
+        "message": "Authentication credentials were not provided or are not valid.",
+    }
+}
+
+
+def key_for(org, scopes=("widget:authenticate",)) -> str:
+    return api_key_create(
+        org=org, created_by=None, name="backend", scopes=list(scopes), expires_at=None
+    ).key
+
+
+def backend(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+def authenticate(client: APIClient, body: dict):
+    return client.post("/widget/authenticate-user", body, format="json")
+
+
+# --- authenticate-user -------------------------------------------------------------------
+
+
+def test_authenticate_user_creates_a_verified_contact_with_trusted_fields(org):
+    # given
+    issued = api_key_create(
+        org=org, created_by=None, name="shop", scopes=["widget:authenticate"], expires_at=None
+    )
+
+    # when
+    response = authenticate(
+        backend(issued.key),
+        {
+            "email": "Ann@Shop.TEST",
+            "name": "Ann",
+            "user_id": "cust-1",
+            "customData": {"plan": "gold"},
+            "chat_context": "Ann is on the checkout page",
+            "http_action_overrides": {"headers": {"X-Tenant": "7"}},
+        },
+    )
+
+    # then
+    body = response.json()
+    contact = Contact.objects.get()
+    assert response.status_code == 201
+    assert set(body) == {"token", "contact", "expires_at"}
+    assert body["contact"] == {"id": str(contact.id)}
+    assert contact.trust == "verified"
+    assert contact.email == "ann@shop.test"
+    assert contact.user_id == "cust-1"
+    assert contact.custom_data == {"plan": "gold"}
+    assert contact.non_verified_custom_data == {}
+    assert contact.chat_context == "Ann is on the checkout page"
+    assert contact.http_action_overrides == {"headers": {"X-Tenant": "7"}}
+    assert contact.verified_at is not None
+    assert contact.sender_auth_info == {
+        "authType": "VERIFIED",
+        "method": "api_key",
+        "verified": True,
+        "verifiedAt": contact.verified_at.isoformat(),
+        "authVar": {"uid": str(contact.id), "keyId": issued.api_key.prefix},
+    }
+    assert issued.key not in str(contact.sender_auth_info)
+    claims = jwt.decode(body["token"], options={"verify_signature": False})
+    assert claims["trust"] == "verified"
+    assert claims["exp"] - claims["iat"] == int(org.verified_token_lifetime.total_seconds())
+    me = widget_client(org, body["token"]).get("/widget/me").json()
+    assert me == {
+        "id": str(contact.id),
+        "trust": "verified",
+        "name": "Ann",
+        "email": "ann@shop.test",
+    }
+
+
+def test_same_user_id_with_a_new_email_updates_the_email(org):
+    client = backend(key_for(org))
+    first = authenticate(client, {"email": "old@shop.test", "user_id": "u1"}).json()
+
+    second = authenticate(client, {"email": "new@shop.test", "user_id": "u1"}).json()
+
+    assert second["contact"] == first["contact"]
+    assert Contact.objects.get().email == "new@shop.test"
+
+
+def test_email_is_the_identity_key_without_user_id(org):
+    client = backend(key_for(org))
+    first = authenticate(client, {"email": "a@shop.test", "customData": {"a": 1}}).json()
+
+    second = authenticate(client, {"email": "A@shop.test", "customData": {"b": 2}}).json()
+
+    assert second["contact"] == first["contact"]
+    assert Contact.objects.get().custom_data == {"a": 1, "b": 2}
+
+
+def test_an_email_held_by_another_user_id_is_a_409_and_writes_nothing(org):
+    # given
+    client = backend(key_for(org))
+    authenticate(client, {"email": "a@shop.test", "user_id": "u1"})
+    before = Contact.objects.get()
+
+    # when
+    response = authenticate(client, {"email": "a@shop.test", "user_id": "u2"})
+
+    # then
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "identity_conflict"
+    assert Contact.objects.count() == 1
+    assert Device.objects.count() == 1
+    assert Contact.objects.get().user_id == before.user_id
+
+
+def test_an_unverified_visitor_with_the_same_email_is_never_merged(org):
+    # given: a visitor typed the email first
+    visitor = mint(widget_client(org), {"email": "vip@shop.test"}).json()
+
+    # when: the backend vouches for the real owner
+    verified = authenticate(backend(key_for(org)), {"email": "vip@shop.test", "user_id": "v"})
+
+    # then
+    assert verified.status_code == 201
+    assert verified.json()["contact"]["id"] != visitor["contact"]["id"]
+    assert Contact.objects.get(pk=visitor["contact"]["id"]).trust == "non_verified"
+
+
+def test_each_authentication_gets_its_own_device(org):
+    client = backend(key_for(org))
+    first = authenticate(client, {"email": "a@shop.test", "user_id": "u1"}).json()
+    second = authenticate(client, {"email": "a@shop.test", "user_id": "u1"}).json()
+
+    widget_client(org, first["token"]).post("/widget/logout")
+
+    assert widget_client(org, first["token"]).get("/widget/me").status_code == 401
+    assert widget_client(org, second["token"]).get("/widget/me").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "email"),
+        ({"email": "not-an-email"}, "email"),
+        ({"email": 5}, "email"),
+        ({"email": "a@b.test", "user_id": 12}, "user_id"),
+        ({"email": "a@b.test", "user_id": "x" * 256}, "user_id"),
+        ({"email": "a@b.test", "name": "x" * 201}, "name"),
+        ({"email": "a@b.test", "customData": [1]}, "customData"),
+        ({"email": "a@b.test", "customData": {"a": {"b": {"c": {"d": {"e": {}}}}}}}, "customData"),
+        ({"email": "a@b.test", "customData": {"a": "x" * 17000}}, "customData"),
+        ({"email": "a@b.test", "avatar_url": 3}, "avatar_url"),
+        (
+            {"email": "a@b.test", "http_action_overrides": {"headers": "x"}},
+            "http_action_overrides.headers",
+        ),
+    ],
+)
+def test_authenticate_user_rejects_bad_input_and_writes_nothing(org, body, field):
+    response = authenticate(backend(key_for(org)), body)
+
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
+    assert Contact.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "kind", ["missing", "malformed", "unknown", "wrong secret", "revoked", "contact token"]
+)
+def test_unusable_keys_get_the_same_401_and_write_nothing(org, kind):
+    # given
+    good = key_for(org)
+    if kind == "revoked":
+        from identity.models import ApiKey
+
+        api_key_revoke(org=org, api_key_id=ApiKey.objects.get().pk, revoked_by=None)
+    raw = {
+        "missing": None,
+        "malformed": "csk_nope",
+        "unknown": "csk_0123456789abcdef_" + "A" * 40,
+        "wrong secret": good[:-4] + "AAAA",
+        "revoked": good,
+        "contact token": mint(widget_client(org)).json()["token"],
+    }[kind]
+    client = backend(raw) if raw else APIClient()
+    before = Contact.objects.count()
+
+    # when
+    response = authenticate(client, {"email": "a@shop.test"})
+
+    # then
+    assert response.status_code == 401
+    assert response.json() == UNAUTHENTICATED
+    assert Contact.objects.count() == before
+
+
+def test_a_key_without_the_scope_is_403(org):
+    response = authenticate(backend(key_for(org, scopes=["contacts:read"])), {"email": "a@b.test"})
+
+    assert response.status_code == 403
+    assert Contact.objects.count() == 0
+
+
+def test_authenticate_user_query_budget(org, django_assert_max_num_queries):
+    client = backend(key_for(org))
+
+    with django_assert_max_num_queries(8):
+        assert authenticate(client, {"email": "a@b.test", "user_id": "u"}).status_code == 201
+
+
+def test_verified_token_cannot_mint_browser_details(org):
+    token = authenticate(backend(key_for(org)), {"email": "a@b.test"}).json()["token"]
+
+    response = mint(widget_client(org), {"name": "x"}, token=token)
+
+    assert response.status_code == 409
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_parallel_first_sign_ins_give_exactly_one_contact():
+    if connection.vendor != "postgresql":
+        pytest.skip("real concurrency needs PostgreSQL")
+    # given
+    org = OrganizationFactory()
+    key = key_for(org)
+    barrier = threading.Barrier(20)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def sign_in():
+        try:
+            barrier.wait()
+            status = authenticate(backend(key), {"email": "race@shop.test", "user_id": "r1"})
+            with lock:
+                statuses.append(status.status_code)
+        finally:
+            connections.close_all()
+
+    # when
+    threads = [threading.Thread(target=sign_in) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # then
+    assert statuses == [201] * 20
+    assert Contact.objects.filter(org=org).count() == 1
+    assert Device.objects.filter(org=org).count() == 20
+
+
+# --- signinWithCustomToken ---------------------------------------------------------------
+
+
+def custom_token(org, secret: str, kid: str, **overrides) -> str:
+    now = int(time.time())
+    claims = {
+        "_id": "cust-42",
+        "email": "Cust@Shop.test",
+        "firstname": "Cu",
+        "lastname": "Stomer",
+        "attributes": {"tier": "gold"},
+        "aud": f"{settings.PUBLIC_URL}/projects/{org.id}",
+        "iss": "https://shop.test",
+        "sub": "cust-42",
+        "iat": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+        **overrides,
+    }
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": kid})
+
+
+def exchange(token: str, prefix: str = "JWT"):
+    return APIClient().post(
+        "/v3/auth/signinWithCustomToken", HTTP_AUTHORIZATION=f"{prefix} {token}"
+    )
+
+
+@pytest.fixture
+def shared_secret(org):
+    issued = signing_secret_create_shared(org=org, created_by=None)
+    return issued.secret, issued.signing_secret.kid
+
+
+def test_custom_token_gives_our_own_verified_token(org, shared_secret):
+    # given
+    secret, kid = shared_secret
+    token = custom_token(org, secret, kid, role="owner")
+
+    # when
+    response = exchange(token)
+
+    # then
+    body = response.json()
+    contact = Contact.objects.get()
+    assert response.status_code == 200
+    assert body["success"] is True
+    assert body["token"].startswith("JWT ")
+    ours = body["token"].removeprefix("JWT ")
+    assert ours != token
+    assert jwt.get_unverified_header(ours)["typ"] == "contact+jwt"
+    assert body["contact"] == {"id": str(contact.id)}
+    assert body["user"] == {
+        "_id": "cust-42",
+        "firstname": "Cu",
+        "lastname": "Stomer",
+        "email": "cust@shop.test",
+        "attributes": {"tier": "gold"},
+        "emailverified": True,
+    }
+    assert contact.trust == "verified"
+    assert contact.user_id == "cust-42"
+    assert contact.custom_data == {"tier": "gold"}
+    info = contact.sender_auth_info
+    assert info["method"] == "custom_jwt"
+    assert info["authVar"]["keyId"] == kid
+    assert set(info["authVar"]["token"]) == {"iss", "sub", "aud", "iat", "exp", "jti"}
+    assert secret not in str(info)
+    assert token.split(".")[2] not in str(info)
+    from identity.models import User
+
+    assert not User.objects.filter(email="cust@shop.test").exists()
+    assert widget_client(org, ours).get("/widget/me").status_code == 200
+
+
+def test_a_replayed_custom_token_is_refused(org, shared_secret):
+    token = custom_token(org, *shared_secret)
+    assert exchange(token).status_code == 200
+
+    replay = exchange(token)
+
+    assert replay.status_code == 401
+    assert replay.json() == {**UNAUTHENTICATED, "success": False}
+    assert Device.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["wrong key", "other org aud", "expired", "lifetime over ten minutes", "no _id", "none alg"],
+)
+def test_hostile_custom_tokens_get_the_same_401_and_write_nothing(org, shared_secret, kind):
+    secret, kid = shared_secret
+    other = OrganizationFactory()
+    now = int(time.time())
+    token = {
+        "wrong key": lambda: custom_token(org, "another-secret-that-is-long-enough!!", kid),
+        "other org aud": lambda: custom_token(
+            org, secret, kid, aud=f"{settings.PUBLIC_URL}/projects/{other.id}"
+        ),
+        "expired": lambda: custom_token(org, secret, kid, iat=now - 400, exp=now - 100),
+        "lifetime over ten minutes": lambda: custom_token(org, secret, kid, exp=now + 1200),
+        "no _id": lambda: custom_token(org, secret, kid, _id=None),
+        "none alg": lambda: jwt.encode(
+            {"_id": "x", "aud": f"{settings.PUBLIC_URL}/projects/{org.id}"}, None, "none"
+        ),
+    }[kind]()
+
+    response = exchange(token)
+
+    assert response.status_code == 401
+    assert response.json() == {**UNAUTHENTICATED, "success": False}
+    assert Contact.objects.count() == 0
+
+
+def test_custom_token_without_header_is_401(org):
+    response = APIClient().post("/v3/auth/signinWithCustomToken")
+
+    assert response.status_code == 401
+    assert response.json()["success"] is False
+
+
+def test_custom_token_email_conflict_is_409(org, shared_secret):
+    authenticate(backend(key_for(org)), {"email": "cust@shop.test", "user_id": "someone-else"})
+
+    response = exchange(custom_token(org, *shared_secret))
+
+    assert response.status_code == 409
+    assert response.json()["success"] is False
+    assert Contact.objects.count() == 1

@@ -1,0 +1,137 @@
+"""Every list answers in a fixed number of queries, whether it holds 1 row or 10."""
+
+import pytest
+
+from identity.models import ApiKey
+from tests.conversations.conftest import api_key_client
+from tests.factories import (
+    ContactFactory,
+    ConversationFactory,
+    MessageFactory,
+    UserFactory,
+    VerifiedContactFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_constant_queries(django_assert_num_queries, *, queries, get, add_rows, key="results"):
+    """Measure `get` with 1 row, then with 10: both must take exactly `queries` queries."""
+    add_rows(1)
+    get()  # warm the per-process caches (widget org, API key last-used stamp)
+    for total, added in ((1, 0), (10, 9)):
+        add_rows(added)
+        with django_assert_num_queries(queries):
+            response = get()
+        assert response.status_code == 200, response.content
+        assert len(response.json()[key]) == total
+
+
+def test_widget_history_queries_are_constant(anonymous, django_assert_num_queries):
+    def add_rows(count):
+        for _ in range(count):
+            conversation = ConversationFactory(contact=anonymous.contact, device=anonymous.device)
+            MessageFactory(conversation=conversation)
+
+    # device + contact, then the page with each last message as subqueries
+    assert_constant_queries(
+        django_assert_num_queries,
+        queries=2,
+        get=lambda: anonymous.client.get("/widget/sessions"),
+        add_rows=add_rows,
+    )
+
+
+def test_widget_thread_queries_are_constant(org, anonymous, django_assert_num_queries):
+    conversation = ConversationFactory(contact=anonymous.contact, device=anonymous.device)
+    agent = UserFactory()
+
+    def add_rows(count):
+        for index in range(count):
+            kind = "agent" if index % 2 else "contact"
+            MessageFactory(
+                conversation=conversation,
+                sender_kind=kind,
+                sender_user=agent if kind == "agent" else None,
+                sender_contact=None if kind == "agent" else anonymous.contact,
+            )
+
+    # device + contact, the visible conversation, the messages with their senders
+    assert_constant_queries(
+        django_assert_num_queries,
+        queries=3,
+        get=lambda: anonymous.client.get(f"/widget/sessions/{conversation.id}/messages"),
+        add_rows=add_rows,
+    )
+
+
+def test_agent_inbox_queries_are_constant(org, agent_client, agent_user, django_assert_num_queries):
+    def add_rows(count):
+        for _ in range(count):
+            conversation = ConversationFactory(
+                contact=VerifiedContactFactory(org=org), assignee=agent_user
+            )
+            MessageFactory(conversation=conversation)
+
+    # the agent, the membership, the page with contacts, assignees and last messages
+    assert_constant_queries(
+        django_assert_num_queries,
+        queries=3,
+        get=lambda: agent_client.get(f"/api/v1/orgs/{org.id}/conversations"),
+        add_rows=add_rows,
+    )
+
+
+def test_integration_inbox_queries_are_constant(org, django_assert_num_queries):
+    client = api_key_client(org, ApiKey.Scope.CONVERSATIONS_READ)
+
+    def add_rows(count):
+        for _ in range(count):
+            MessageFactory(conversation=ConversationFactory(contact=ContactFactory(org=org)))
+
+    # the API key with its org, the page
+    assert_constant_queries(
+        django_assert_num_queries,
+        queries=2,
+        get=lambda: client.get(f"/api/v1/orgs/{org.id}/conversations"),
+        add_rows=add_rows,
+    )
+
+
+def test_agent_contacts_queries_are_constant(org, agent_client, django_assert_num_queries):
+    def add_rows(count):
+        ContactFactory.create_batch(count, org=org)
+
+    assert_constant_queries(
+        django_assert_num_queries,
+        queries=3,
+        get=lambda: agent_client.get(f"/api/v1/orgs/{org.id}/contacts"),
+        add_rows=add_rows,
+    )
+
+
+def test_agent_thread_queries_are_constant(org, agent_client, django_assert_num_queries):
+    contact = ContactFactory(org=org)
+    conversation = ConversationFactory(contact=contact)
+    agent = UserFactory()
+    api_key_client(org, ApiKey.Scope.CONVERSATIONS_WRITE)
+    key = ApiKey.objects.get()
+
+    def add_rows(count):
+        for index in range(count):
+            sender = [
+                {"sender_kind": "contact", "sender_contact": contact},
+                {"sender_kind": "agent", "sender_user": agent},
+                {"sender_kind": "agent", "sender_api_key": key},
+            ][index % 3]
+            MessageFactory(conversation=conversation, **sender)
+
+    # the agent, the membership, the conversation, the messages with every kind of sender
+    assert_constant_queries(
+        django_assert_num_queries,
+        queries=4,
+        get=lambda: agent_client.get(
+            f"/api/v1/orgs/{org.id}/conversations/{conversation.id}/messages"
+        ),
+        add_rows=add_rows,
+    )

@@ -1,0 +1,279 @@
+"""The widget on /playground/ in a real browser: each browser context is one device.
+
+Visitors use the real widget against the live server; the verified model gets its tokens from the
+playground's demo backend, as a customer's backend would from authenticate-user.
+"""
+
+import pytest
+
+from contacts.models import Contact, Device
+from conversations.models import Conversation, Message
+from identity.services import api_key_create
+from tests.conftest import PASSWORD
+from tests.e2e.conftest import CHROMIUM, SCREENSHOTS
+from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests",
+        allow_module_level=True,
+    )
+pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CONTACT_MESSAGES = "[data-testid=cs-message][data-sender-kind=contact]"
+AGENT_MESSAGES = "[data-testid=cs-message][data-sender-kind=agent]"
+EXTRA_FIELDS = [
+    {
+        "name": "topic",
+        "label": "Topic",
+        "type": "select",
+        "options": ["Billing", "Shipping"],
+        "required": True,
+    },
+    {"name": "order", "label": "Order number", "type": "text", "required": False},
+]
+
+
+@pytest.fixture
+def shop():
+    """The demo org the playground shows by default."""
+    return OrganizationFactory(slug="demo", name="Demo Shop")
+
+
+@pytest.fixture
+def demo_backend(settings, shop):
+    """Demo mode on, with the org API key the demo backend acts with."""
+    settings.DEMO_MODE = True
+    return api_key_create(
+        org=shop, created_by=None, name="pg", scopes=["widget:authenticate"], expires_at=None
+    )
+
+
+def wait_ready(page) -> None:
+    page.wait_for_selector("body[data-pg-state=ready]")
+
+
+def open_playground(new_page, path: str = "/playground/"):
+    """A new device (browser context) on the playground, its widget open and signed in."""
+    page = new_page()
+    page.goto(path)
+    wait_ready(page)
+    expect(page.get_by_test_id("cs-panel")).to_be_visible()
+    return page
+
+
+def choose(page, model: str) -> None:
+    page.get_by_test_id(f"pg-model-{model}").check()
+    wait_ready(page)
+
+
+def state(page) -> dict:
+    return page.evaluate("() => ChatShield._state()")
+
+
+def stored_token(page, widget_token: str):
+    return page.evaluate(f"() => localStorage.getItem('chatshield:{widget_token}:token')")
+
+
+def start_conversation(page, text: str) -> None:
+    page.get_by_test_id("cs-new-conversation").click()
+    send(page, text)
+
+
+def send(page, text: str) -> None:
+    page.get_by_test_id("cs-message-input").fill(text)
+    page.get_by_test_id("cs-send").click()
+    expect(page.locator(CONTACT_MESSAGES).last).to_contain_text(text)
+
+
+def conversation_ids(page) -> list[str]:
+    items = page.get_by_test_id("cs-conversation")
+    return [items.nth(i).get_attribute("data-id") for i in range(items.count())]
+
+
+def save_page_with_widget(page, name: str) -> None:
+    """The whole page in one viewport, so the fixed widget sits in its corner, not mid-page."""
+    height = page.evaluate("() => document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": 1280, "height": height})
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name))
+
+
+def test_an_anonymous_conversation_stays_on_its_device(new_page, shop):
+    # given
+    device_1 = open_playground(new_page)
+    start_conversation(device_1, "Hello from device one")
+
+    # when
+    device_2 = open_playground(new_page)
+
+    # then
+    expect(device_2.get_by_test_id("cs-empty")).to_be_visible()
+    assert conversation_ids(device_2) == []
+    conversation = Conversation.objects.get()
+    assert conversation.contact.trust == Contact.Trust.ANONYMOUS
+    assert state(device_2)["contactId"] != str(conversation.contact_id)
+    device_1.reload()
+    wait_ready(device_1)
+    expect(device_1.get_by_test_id("cs-conversation")).to_have_count(1)
+    assert conversation_ids(device_1) == [str(conversation.pk)]
+
+
+def test_a_verified_users_history_follows_them_but_not_their_typed_email(
+    new_page, shop, demo_backend
+):
+    # given: Ada signs in on device 1 through the demo backend and chats
+    device_1 = open_playground(new_page)
+    choose(device_1, "verified")
+    expect(device_1.get_by_test_id("pg-state-trust")).to_have_text("verified")
+    snippet = device_1.get_by_test_id("pg-snippet").text_content()
+    assert "user: {token: CHATSHIELD_TOKEN}," in snippet
+    assert "onTokenExpired: fetchChatshieldToken," in snippet
+    start_conversation(device_1, "My order never arrived")
+    conversation = Conversation.objects.get()
+    ada = Contact.objects.get(trust=Contact.Trust.VERIFIED)
+
+    # when: device 2 gets a second token for the same user
+    device_2 = open_playground(new_page)
+    choose(device_2, "verified")
+
+    # then
+    expect(device_2.get_by_test_id("cs-conversation")).to_have_count(1)
+    assert conversation_ids(device_2) == [str(conversation.pk)]
+    device_2.get_by_test_id("cs-conversation").click()
+    expect(device_2.locator(CONTACT_MESSAGES)).to_contain_text("My order never arrived")
+    assert Device.objects.filter(contact=ada).count() == 2
+    assert Contact.objects.get(pk=ada.pk).email == "ada@example.com"
+
+    # when: a visitor on device 2 types Ada's email into the form instead
+    device_2.get_by_test_id("cs-back").click()
+    choose(device_2, "form")
+    device_2.get_by_test_id("cs-new-conversation").click()
+    device_2.get_by_test_id("cs-field-name").fill("Mallory")
+    device_2.get_by_test_id("cs-field-email").fill("ada@example.com")
+    device_2.get_by_test_id("cs-form-submit").click()
+    expect(device_2.get_by_test_id("cs-thread")).to_be_visible()
+    device_2.get_by_test_id("cs-back").click()
+
+    # then: only the visitor's own new conversation, from a separate non-verified contact
+    expect(device_2.get_by_test_id("cs-conversation")).to_have_count(1)
+    typed = Contact.objects.get(trust=Contact.Trust.NON_VERIFIED)
+    assert (typed.name, typed.email) == ("Mallory", "ada@example.com")
+    assert typed.pk != ada.pk
+    assert typed.sender_auth_info["authType"] == "NON_VERIFIED"
+    assert typed.sender_auth_info["verified"] is False
+    own = Conversation.objects.exclude(pk=conversation.pk).get()
+    assert own.contact_id == typed.pk
+    assert conversation_ids(device_2) == [str(own.pk)]
+    assert state(device_2)["trust"] == "non_verified"
+
+
+def test_logout_clears_the_device_and_the_next_visit_is_a_new_contact(new_page, shop):
+    # given
+    page = open_playground(new_page)
+    start_conversation(page, "Using a shared computer")
+    first = state(page)["contactId"]
+    assert stored_token(page, shop.widget_token)
+
+    # when
+    page.evaluate("() => ChatShield.logout()")
+
+    # then
+    assert stored_token(page, shop.widget_token) is None
+    assert Device.objects.get(contact_id=first).revoked_at is not None
+    page.reload()
+    wait_ready(page)
+    second = state(page)["contactId"]
+    assert second
+    assert second != first
+    assert stored_token(page, shop.widget_token)
+    expect(page.get_by_test_id("cs-empty")).to_be_visible()
+    assert conversation_ids(page) == []
+
+
+def test_an_agents_reply_through_the_api_appears_in_the_widget(new_page, shop):
+    # given
+    agent = UserFactory(first_name="Sam", password=PASSWORD)
+    MembershipFactory(user=agent, org=shop, role="agent")
+    page = open_playground(new_page)
+    start_conversation(page, "Can I change my delivery address?")
+    conversation = Conversation.objects.get()
+    login = page.request.post(
+        "/api/v1/auth/token", data={"email": agent.email, "password": PASSWORD}
+    )
+    assert login.status == 200, login.text()
+    access = login.json()["access"]
+
+    # when
+    reply = page.request.post(
+        f"/api/v1/orgs/{shop.pk}/conversations/{conversation.pk}/messages",
+        data={"text": "Yes: send me the new address and I will update it."},
+        headers={"Authorization": f"Bearer {access}"},
+    )
+
+    # then
+    assert reply.status == 201, reply.text()
+    agent_message = page.locator(AGENT_MESSAGES)
+    expect(agent_message).to_contain_text("Yes: send me the new address", timeout=10_000)
+    expect(agent_message).to_contain_text("Sam")
+    assert Message.objects.filter(conversation=conversation).count() == 2
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.get_by_test_id("cs-panel").screenshot(path=str(SCREENSHOTS / "widget-open.png"))
+
+
+def test_extra_fields_answered_in_the_form_are_stored_on_the_conversation(
+    new_page, shop, demo_backend
+):
+    # given
+    shop.extra_data_collection_fields = EXTRA_FIELDS
+    shop.save(update_fields=["extra_data_collection_fields"])
+    page = open_playground(new_page)
+    choose(page, "form")
+    page.get_by_test_id("pg-prefill").check()
+    wait_ready(page)
+    page.get_by_test_id("cs-new-conversation").click()
+
+    # when
+    expect(page.get_by_test_id("cs-field-name")).to_have_value("Ada Lovelace")
+    expect(page.get_by_test_id("cs-field-email")).to_have_value("ada@example.com")
+    page.get_by_test_id("cs-field-topic").select_option("Shipping")
+    page.get_by_test_id("cs-field-order").fill("A-1001")
+    save_page_with_widget(page, "playground.png")
+    page.get_by_test_id("cs-form-submit").click()
+    send(page, "Where is my parcel?")
+
+    # then
+    conversation = Conversation.objects.get()
+    assert conversation.fields == {"topic": "Shipping", "order": "A-1001"}
+    contact = conversation.contact
+    assert (contact.trust, contact.name, contact.email) == (
+        Contact.Trust.NON_VERIFIED,
+        "Ada Lovelace",
+        "ada@example.com",
+    )
+    assert contact.sender_auth_info["method"] == "collect_form"
+
+
+def test_the_copied_embed_snippet_works_on_a_blank_page(new_page, live_server, shop):
+    # given
+    playground = open_playground(new_page)
+    snippet = playground.get_by_test_id("pg-snippet").text_content()
+    assert f'<script src="{live_server.url}/static/widget/chatshield.js"></script>' in snippet
+    assert f'widgetToken: "{shop.widget_token}"' in snippet
+    page = new_page()
+    page.goto("/healthz")
+
+    # when
+    page.set_content(f"<!doctype html><title>Shop</title><h1>Our shop</h1>{snippet}")
+    page.get_by_test_id("cs-launcher").click()
+
+    # then
+    expect(page.get_by_test_id("cs-panel")).to_be_visible()
+    start_conversation(page, "Pasted from the playground")
+    message = Message.objects.get()
+    assert message.body == "Pasted from the playground"
+    assert message.conversation.contact.trust == Contact.Trust.ANONYMOUS

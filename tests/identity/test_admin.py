@@ -1,0 +1,615 @@
+"""The Django admin: membership scoping, operator-only secrets shown once, the contact panel."""
+
+import re
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from contacts.models import Contact
+from contacts.services import sender_auth_info_build
+from identity.models import ApiKey, Membership, SigningSecret
+from identity.services import api_key_create, widget_config_cache_key
+from identity.tokens import api_key_matches
+from tests.conftest import PASSWORD
+from tests.factories import (
+    ContactFactory,
+    ConversationFactory,
+    MembershipFactory,
+    MessageFactory,
+    UserFactory,
+    VerifiedContactFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+SHIELD = 'aria-label="Verified"'
+CONTACTS = "/admin/contacts/contact/"
+API_KEYS = "/admin/identity/apikey/"
+SIGNING_SECRETS = "/admin/identity/signingsecret/"
+KEY_PATTERN = re.compile(r"csk_[A-Za-z0-9_\-]{20,}")
+
+
+def admin_client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def agent_admin(agent_user) -> Client:
+    return admin_client(agent_user)
+
+
+@pytest.fixture
+def operator_admin(operator_user) -> Client:
+    return admin_client(operator_user)
+
+
+def verified_contact(org, **kwargs) -> Contact:
+    contact = VerifiedContactFactory(org=org, **kwargs)
+    contact.sender_auth_info = sender_auth_info_build(
+        contact=contact, method="api_key", key_id="csk_abc123"
+    )
+    contact.save()
+    return contact
+
+
+def non_verified_contact(org, **kwargs) -> Contact:
+    kwargs.setdefault("email", "typed@visitor.test")
+    contact = ContactFactory(org=org, trust=Contact.Trust.NON_VERIFIED, **kwargs)
+    contact.sender_auth_info = sender_auth_info_build(contact=contact, method="collect_form")
+    contact.save()
+    return contact
+
+
+def changelist_ids(response) -> set:
+    return {str(obj.pk) for obj in response.context["cl"].result_list}
+
+
+# --- scoping -----------------------------------------------------------------------------------
+
+
+def test_contacts_changelist_shows_only_the_members_orgs(agent_admin, org, other_org):
+    # given
+    mine = verified_contact(org)
+    verified_contact(other_org)
+
+    # when
+    response = agent_admin.get(CONTACTS)
+
+    # then
+    assert response.status_code == 200
+    assert changelist_ids(response) == {str(mine.pk)}
+
+
+def test_agent_of_two_orgs_sees_both_without_duplicates(agent_user, org, other_org):
+    # given
+    MembershipFactory(user=agent_user, org=other_org)
+    MembershipFactory(org=org)  # another member: a join through memberships would duplicate rows
+    contacts = {str(verified_contact(org).pk), str(verified_contact(other_org).pk)}
+
+    # when
+    response = admin_client(agent_user).get(CONTACTS)
+
+    # then
+    assert [str(c.pk) for c in response.context["cl"].result_list].count(next(iter(contacts))) == 1
+    assert changelist_ids(response) == contacts
+
+
+def test_superuser_sees_every_org(org, other_org):
+    superuser = UserFactory(is_superuser=True)
+    contacts = {str(verified_contact(org).pk), str(verified_contact(other_org).pk)}
+
+    response = admin_client(superuser).get(CONTACTS)
+
+    assert changelist_ids(response) == contacts
+
+
+def test_org_filter_offers_only_the_members_orgs(agent_user, org, other_org):
+    # given
+    MembershipFactory(user=agent_user, org=other_org)
+    stranger_org = MembershipFactory().org
+
+    # when
+    content = admin_client(agent_user).get(CONTACTS).content.decode()
+
+    # then
+    assert org.name in content
+    assert other_org.name in content
+    assert stranger_org.name not in content
+
+
+def test_another_orgs_contact_page_is_not_shown(agent_admin, other_org):
+    contact = verified_contact(other_org, name="Secret Customer")
+
+    response = agent_admin.get(f"{CONTACTS}{contact.pk}/change/", follow=True)
+
+    assert b"Secret Customer" not in response.content
+    assert response.redirect_chain[0] == ("/admin/", 302)
+
+
+def test_conversations_changelist_is_scoped(agent_admin, org, other_org):
+    mine = ConversationFactory(contact=verified_contact(org))
+    ConversationFactory(contact=verified_contact(other_org))
+
+    response = agent_admin.get("/admin/conversations/conversation/")
+
+    assert changelist_ids(response) == {str(mine.pk)}
+
+
+def test_members_without_memberships_see_nothing(org):
+    outsider = admin_client(UserFactory())
+    verified_contact(org)
+
+    assert outsider.get(CONTACTS).status_code == 403
+    index = outsider.get("/admin/")
+    assert index.status_code == 200
+    assert index.context["app_list"] == []
+
+
+# --- contacts list and page --------------------------------------------------------------------
+
+
+def test_contacts_changelist_has_the_shield_for_verified_only(agent_admin, org):
+    # given
+    verified_contact(org, name="Vera Verified")
+    non_verified_contact(org, name="Nina Typed")
+    ContactFactory(org=org)
+
+    # when
+    content = agent_admin.get(CONTACTS).content.decode()
+
+    # then
+    rows = re.findall(r"<tr>.*?</tr>", content, flags=re.S)
+    (verified_row,) = [r for r in rows if "Vera Verified" in r]
+    (typed_row,) = [r for r in rows if "Nina Typed" in r]
+    assert content.count(SHIELD) == 1
+    assert SHIELD in verified_row
+    assert "#18BDF7" in verified_row
+    assert "<title>Verified</title>" in verified_row
+    assert SHIELD not in typed_row
+    assert "unverified" in typed_row
+
+
+def test_contacts_changelist_settings(agent_admin, org):
+    verified_contact(org)
+
+    response = agent_admin.get(CONTACTS)
+
+    cl = response.context["cl"]
+    assert cl.show_full_result_count is False
+    assert cl.search_fields == ("name", "email", "user_id")
+    assert cl.list_select_related == ("org",)
+    assert response.context["cl"].model_admin.ordering == ("-last_seen_at",)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("Vera", "vera"),
+        ("nina@typed.test", "nina"),
+        ("user-77", "vera"),
+        ("trust=verified", "vera"),
+    ],
+)
+def test_contacts_changelist_search_and_trust_filter(agent_admin, org, query, expected):
+    contacts = {
+        "vera": verified_contact(org, name="Vera Verified", user_id="user-77"),
+        "nina": non_verified_contact(org, name="Nina", email="nina@typed.test"),
+    }
+    url = f"{CONTACTS}?{query}" if "=" in query else f"{CONTACTS}?q={query}"
+
+    response = agent_admin.get(url)
+
+    assert changelist_ids(response) == {str(contacts[expected].pk)}
+
+
+def test_contacts_changelist_query_count_is_constant(
+    agent_admin, org, django_assert_max_num_queries
+):
+    # given
+    for _ in range(2):
+        verified_contact(org)
+    with CaptureQueriesContext(connection) as few:
+        assert agent_admin.get(CONTACTS).status_code == 200
+    for _ in range(25):
+        non_verified_contact(org, email="")
+
+    # then
+    with django_assert_max_num_queries(len(few)):
+        response = agent_admin.get(CONTACTS)
+    assert len(response.context["cl"].result_list) == 27
+
+
+def test_contacts_cannot_be_added_edited_or_deleted_here(operator_admin, org):
+    contact = verified_contact(org, name="Vera Verified")
+
+    assert operator_admin.get(f"{CONTACTS}add/").status_code == 403
+    assert operator_admin.get(f"{CONTACTS}{contact.pk}/delete/").status_code == 403
+    response = operator_admin.post(f"{CONTACTS}{contact.pk}/change/", {"name": "Changed"})
+    assert response.status_code == 403
+    contact.refresh_from_db()
+    assert contact.name == "Vera Verified"
+
+
+def test_verified_contact_page_shows_the_sender_auth_info_panel(agent_admin, org):
+    # given
+    contact = VerifiedContactFactory(
+        org=org, custom_data={"plan": "gold"}, non_verified_custom_data={"colour": "blue"}
+    )
+    contact.sender_auth_info = sender_auth_info_build(
+        contact=contact,
+        method="custom_jwt",
+        key_id="kid_live_1",
+        token_claims={
+            "iss": "https://shop.test",
+            "sub": "user-9",
+            "aud": "x",
+            "iat": 1,
+            "exp": 2,
+            "jti": "j-1",
+        },
+    )
+    contact.save()
+
+    # when
+    response = agent_admin.get(f"{CONTACTS}{contact.pk}/change/")
+
+    # then
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert SHIELD in content
+    assert "Customer-signed token (custom JWT)" in content
+    assert "kid_live_1" in content
+    assert "<caption>Customer-signed token claims</caption>" in content
+    assert "j-1" in content
+    assert "Verified custom data — set by your backend" in content
+    assert "Unverified custom data — sent by the browser, do not trust" in content
+    assert '"authType"' not in content
+    assert 'name="_save"' not in content
+
+
+def test_non_verified_contact_page_has_no_shield_and_marks_data_unverified(agent_admin, org):
+    contact = non_verified_contact(
+        org, name="<script>alert(1)</script>", non_verified_custom_data={"x": "<script>y"}
+    )
+
+    content = agent_admin.get(f"{CONTACTS}{contact.pk}/change/").content.decode()
+
+    assert SHIELD not in content
+    assert "Collected by the chat form" in content
+    assert "cs-data--unverified" in content
+    assert "<script>alert(1)</script>" not in content
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content
+    assert "&lt;script&gt;y" in content
+
+
+def test_conversation_page_shows_the_thread_and_the_side_panel(agent_admin, org):
+    # given
+    contact = verified_contact(org, name="Vera Verified")
+    conversation = ConversationFactory(contact=contact, sender_auth_info=contact.sender_auth_info)
+    MessageFactory(conversation=conversation, sender_contact=contact, body="first <b>hi</b>")
+    MessageFactory(conversation=conversation, sender_kind="agent", body="second")
+
+    # when
+    content = agent_admin.get(f"/admin/conversations/conversation/{conversation.pk}/change/")
+    content = content.content.decode()
+
+    # then
+    assert content.index("first &lt;b&gt;hi&lt;/b&gt;") < content.index("second")
+    assert "Verified by the customer&#x27;s backend with an API key" in content
+    assert SHIELD in content
+
+
+def test_agent_closes_conversations_with_the_admin_action(agent_admin, org):
+    conversation = ConversationFactory(contact=verified_contact(org))
+
+    agent_admin.post(
+        "/admin/conversations/conversation/",
+        {"action": "close_selected", "_selected_action": [str(conversation.pk)]},
+    )
+
+    conversation.refresh_from_db()
+    assert conversation.status == "closed"
+
+
+# --- API keys and signing secrets --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [API_KEYS, f"{API_KEYS}add/", SIGNING_SECRETS])
+def test_plain_agents_cannot_reach_keys_or_secrets(agent_admin, path):
+    assert agent_admin.get(path).status_code == 403
+
+
+def test_plain_agents_do_not_see_keys_or_secrets_in_the_index(agent_admin, operator_admin):
+    agent_models = {
+        m["object_name"]
+        for app in agent_admin.get("/admin/").context["app_list"]
+        for m in app["models"]
+    }
+    operator_models = {
+        m["object_name"]
+        for app in operator_admin.get("/admin/").context["app_list"]
+        for m in app["models"]
+    }
+
+    assert agent_models == {"Contact", "Conversation", "Organization"}
+    assert operator_models == {
+        "Contact",
+        "Conversation",
+        "Organization",
+        "Membership",
+        "ApiKey",
+        "SigningSecret",
+    }
+
+
+def test_operator_creates_an_api_key_and_sees_it_exactly_once(operator_admin, operator_user, org):
+    # when
+    response = operator_admin.post(
+        f"{API_KEYS}add/",
+        {"org": str(org.pk), "name": "Backend", "scopes": ["widget:authenticate", "contacts:read"]},
+    )
+
+    # then
+    api_key = ApiKey.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"{API_KEYS}{api_key.pk}/created/"
+    assert api_key.org == org
+    assert api_key.created_by == operator_user
+    assert api_key.scopes == ["widget:authenticate", "contacts:read"]
+
+    first = operator_admin.get(response["Location"])
+    (key,) = set(KEY_PATTERN.findall(first.content.decode()))
+    assert api_key_matches(key, api_key.digest)
+    assert b'id="cs-copy"' in first.content
+    assert "no-store" in first["Cache-Control"]
+
+    second = operator_admin.get(response["Location"])
+    assert key.encode() not in second.content
+    assert b"cannot be shown again" in second.content
+
+    listing = operator_admin.get(API_KEYS).content.decode()
+    assert api_key.prefix in listing
+    assert key not in listing
+    assert api_key.digest not in listing
+
+
+def test_invalid_api_key_form_writes_nothing(operator_admin, org):
+    response = operator_admin.post(
+        f"{API_KEYS}add/", {"org": str(org.pk), "name": "", "scopes": []}
+    )
+
+    assert response.status_code == 200
+    assert ApiKey.objects.count() == 0
+
+
+def test_operator_cannot_create_a_key_for_another_org(operator_admin, other_org):
+    response = operator_admin.post(
+        f"{API_KEYS}add/",
+        {"org": str(other_org.pk), "name": "x", "scopes": ["widget:authenticate"]},
+    )
+
+    assert response.status_code == 200
+    assert ApiKey.objects.count() == 0
+
+
+def test_operator_revokes_keys_with_the_action_and_the_row_button(
+    operator_admin, operator_user, org
+):
+    # given
+    first = api_key_create(
+        org=org, created_by=operator_user, name="a", scopes=["contacts:read"], expires_at=None
+    ).api_key
+    second = api_key_create(
+        org=org, created_by=operator_user, name="b", scopes=["contacts:read"], expires_at=None
+    ).api_key
+
+    # when
+    operator_admin.post(
+        API_KEYS, {"action": "revoke_selected", "_selected_action": [str(first.pk)]}
+    )
+    confirm = operator_admin.get(f"{API_KEYS}{second.pk}/revoke/")
+    operator_admin.post(f"{API_KEYS}{second.pk}/revoke/")
+
+    # then
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.revoked_at is not None
+    assert confirm.status_code == 200
+    assert second.revoked_at is not None
+
+
+def test_operator_cannot_revoke_another_orgs_key(operator_admin, other_org):
+    key = api_key_create(
+        org=other_org, created_by=None, name="theirs", scopes=["contacts:read"], expires_at=None
+    ).api_key
+
+    response = operator_admin.post(f"{API_KEYS}{key.pk}/revoke/")
+
+    key.refresh_from_db()
+    assert response.status_code == 403
+    assert key.revoked_at is None
+
+
+def test_operator_creates_a_shared_signing_secret_shown_once_and_retires_it(operator_admin, org):
+    # when
+    response = operator_admin.post(
+        f"{SIGNING_SECRETS}add/", {"org": str(org.pk), "algorithm": "HS256"}
+    )
+
+    # then
+    secret = SigningSecret.objects.get()
+    first = operator_admin.get(response["Location"]).content.decode()
+    (shown,) = re.findall(r'id="cs-secret"[^>]*value="([^"]+)"', first)
+    assert shown not in operator_admin.get(response["Location"]).content.decode()
+    listing = operator_admin.get(SIGNING_SECRETS).content.decode()
+    assert secret.kid in listing
+    assert secret.encrypted_secret not in listing
+    assert shown not in listing
+
+    operator_admin.post(
+        SIGNING_SECRETS, {"action": "retire_selected", "_selected_action": [secret.pk]}
+    )
+    secret.refresh_from_db()
+    assert secret.retired_at is not None
+
+
+def test_public_key_algorithms_need_a_pem(operator_admin, org):
+    response = operator_admin.post(
+        f"{SIGNING_SECRETS}add/", {"org": str(org.pk), "algorithm": "RS256"}
+    )
+
+    assert response.status_code == 200
+    assert b"RS256 needs your public key in PEM." in response.content
+    assert SigningSecret.objects.count() == 0
+
+
+def test_third_active_signing_secret_is_refused_on_the_form(operator_admin, org):
+    for _ in range(2):
+        operator_admin.post(f"{SIGNING_SECRETS}add/", {"org": str(org.pk), "algorithm": "HS256"})
+
+    response = operator_admin.post(
+        f"{SIGNING_SECRETS}add/", {"org": str(org.pk), "algorithm": "HS256"}
+    )
+
+    assert response.status_code == 200
+    assert b"at most 2 active signing secrets" in response.content
+    assert SigningSecret.objects.count() == 2
+
+
+# --- organizations and memberships -------------------------------------------------------------
+
+
+def org_form(org, **changes) -> dict:
+    data = {
+        "name": org.name,
+        "collect_user_data": "on",
+        "extra_data_collection_fields": "[]",
+        "theme": '{"title": "Hi"}',
+        "allowed_origins": '["https://shop.example.com/"]',
+        "merge_device_history_on_verify": "on",
+        "anonymous_token_lifetime": "30 00:00:00",
+        "non_verified_token_lifetime": "30 00:00:00",
+        "verified_token_lifetime": "12:00:00",
+    }
+    data.update(changes)
+    return data
+
+
+def test_operator_saves_widget_settings_and_the_cached_org_is_dropped(
+    operator_admin, org, django_capture_on_commit_callbacks
+):
+    # given
+    cache.set(widget_config_cache_key(org.widget_token), org)
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_admin.post(
+            f"/admin/identity/organization/{org.pk}/change/", org_form(org)
+        )
+
+    # then
+    org.refresh_from_db()
+    assert response.status_code == 302
+    assert org.collect_user_data is True
+    assert org.allowed_origins == ["https://shop.example.com"]
+    assert cache.get(widget_config_cache_key(org.widget_token)) is None
+
+
+def test_widget_settings_are_validated_like_the_api(operator_admin, org):
+    response = operator_admin.post(
+        f"/admin/identity/organization/{org.pk}/change/",
+        org_form(org, allowed_origins='["not an origin"]'),
+    )
+
+    org.refresh_from_db()
+    assert response.status_code == 200
+    assert b"Must be an origin like https://shop.example.com." in response.content
+    assert org.allowed_origins == []
+
+
+def test_plain_agent_cannot_change_widget_settings(agent_admin, org):
+    response = agent_admin.post(
+        f"/admin/identity/organization/{org.pk}/change/", org_form(org, name="Hijacked")
+    )
+
+    org.refresh_from_db()
+    assert response.status_code == 403
+    assert org.name != "Hijacked"
+
+
+def test_operator_rotates_the_widget_token(operator_admin, org):
+    old = org.widget_token
+
+    operator_admin.post(f"/admin/identity/organization/{org.pk}/rotate-widget-token/")
+
+    org.refresh_from_db()
+    assert org.widget_token != old
+
+
+def test_agent_cannot_rotate_the_widget_token(agent_admin, org):
+    old = org.widget_token
+
+    response = agent_admin.post(f"/admin/identity/organization/{org.pk}/rotate-widget-token/")
+
+    org.refresh_from_db()
+    assert response.status_code == 403
+    assert org.widget_token == old
+
+
+def test_operator_adds_an_existing_user_by_email(operator_admin, org):
+    newcomer = UserFactory(email="new@agents.test")
+
+    response = operator_admin.post(
+        "/admin/identity/membership/add/",
+        {"email": "NEW@agents.test", "org": str(org.pk), "role": "agent"},
+    )
+
+    assert response.status_code == 302
+    assert Membership.objects.get(user=newcomer).org == org
+
+
+def test_an_admin_cannot_grant_owner(org):
+    admin_user = MembershipFactory(org=org, role="admin").user
+    newcomer = UserFactory()
+
+    response = admin_client(admin_user).post(
+        "/admin/identity/membership/add/",
+        {"email": newcomer.email, "org": str(org.pk), "role": "owner"},
+    )
+
+    assert response.status_code == 200
+    assert not Membership.objects.filter(user=newcomer).exists()
+
+
+def test_the_last_owner_cannot_be_demoted(operator_admin, operator_user, org):
+    membership = Membership.objects.get(user=operator_user, org=org)
+
+    response = operator_admin.post(
+        f"/admin/identity/membership/{membership.pk}/change/", {"role": "agent"}
+    )
+
+    membership.refresh_from_db()
+    assert response.status_code == 200
+    assert membership.role == "owner"
+
+
+def test_plain_agents_cannot_manage_memberships_or_users(agent_admin):
+    assert agent_admin.get("/admin/identity/membership/").status_code == 403
+    assert agent_admin.get("/admin/identity/user/").status_code == 403
+
+
+def test_admin_sign_in_shares_the_lockout(client, operator_user, settings):
+    for _ in range(settings.LOCKOUT_MAX_FAILURES):
+        client.post("/admin/login/", {"username": operator_user.email, "password": "nope"})
+
+    response = client.post(
+        "/admin/login/?next=/admin/", {"username": operator_user.email, "password": PASSWORD}
+    )
+
+    assert response.status_code == 200
+    assert b"Too many failed sign-ins" in response.content
