@@ -10,6 +10,8 @@ PY=.venv/bin/python
 DB=chatshield_fuzz
 PG="psql -h 127.0.0.1 -U postgres -d postgres -qAtc"
 EXAMPLES=${FUZZ_MAX_EXAMPLES:-20}
+# One time budget for all the runs together; a run still going when it is spent fails.
+DEADLINE=$((SECONDS + ${FUZZ_TIME_BUDGET:-420}))
 TMP=$(mktemp -d)
 GUNICORN_PID=""
 
@@ -19,6 +21,7 @@ cleanup() {
     for _ in $(seq 1 20); do kill -0 "$GUNICORN_PID" 2>/dev/null || break; sleep 0.25; done
     kill -9 "$GUNICORN_PID" 2>/dev/null || true
   fi
+  $PG "drop database if exists $DB with (force)" 2>/dev/null || true
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -47,12 +50,17 @@ read_demo() { json_field "$1" <"$TMP/demo.json"; }
 ORG_ID=$(read_demo org_id)
 WIDGET_TOKEN=$(read_demo widget_token)
 WIDGET_API_KEY=$(read_demo api_key)
-ALL_SCOPES_KEY=$("$PY" manage.py shell -c "
+read -r ALL_SCOPES_KEY CONVERSATION_ID CONTACT_ID < <("$PY" manage.py shell -c "
+from contacts.models import Contact
+from conversations.models import Conversation
 from identity.models import ApiKey, Organization
 from identity.services import api_key_create
 org = Organization.objects.get(slug='fuzz')
-print(api_key_create(org=org, created_by=None, name='fuzz all scopes',
-                     scopes=list(ApiKey.Scope.values), expires_at=None).key)")
+key = api_key_create(org=org, created_by=None, name='fuzz all scopes',
+                     scopes=list(ApiKey.Scope.values), expires_at=None).key
+print(key, Conversation.objects.filter(org=org).first().pk,
+      Contact.objects.filter(org=org).first().pk)" | tail -n1)
+[ -n "$CONTACT_ID" ] || { echo "schemathesis: could not create the all-scopes key" >&2; exit 1; }
 
 .venv/bin/gunicorn config.wsgi --bind "127.0.0.1:$PORT" --workers 1 --worker-class gthread \
   --threads 4 --timeout 30 --graceful-timeout 5 --error-logfile "$TMP/gunicorn.log" \
@@ -69,18 +77,26 @@ CONTACT_TOKEN=$(post_json -H "X-Widget-Token: $WIDGET_TOKEN" -d '{}' \
 OWNER_TOKEN=$(post_json -d "{\"email\": \"$(read_demo admin_email)\", \
 \"password\": \"$(read_demo admin_password)\"}" "$BASE/api/v1/auth/token" | json_field access)
 
-# Every path parameter named org_id is the seeded org, so org routes reach their views.
+# Path parameters name seeded rows, so the routes reach their views instead of a 404.
 cat >"$TMP/schemathesis.toml" <<EOF
 [parameters]
 "path.org_id" = "$ORG_ID"
+"path.id" = "$CONVERSATION_ID"
+"path.contact_id" = "$CONTACT_ID"
 EOF
 
 failed=0
 fuzz() {
   local name=$1
   shift
-  printf '\n--- schemathesis: %s\n' "$name"
-  if ! (cd "$TMP" && timeout 300 "$OLDPWD/.venv/bin/schemathesis" \
+  local budget=$((DEADLINE - SECONDS))
+  printf '\n--- schemathesis: %s (%ss of budget left)\n' "$name" "$budget"
+  if [ "$budget" -le 0 ]; then
+    echo "schemathesis: time budget spent before this run" >&2
+    failed=1
+    return
+  fi
+  if ! (cd "$TMP" && timeout "$budget" "$OLDPWD/.venv/bin/schemathesis" \
     --config-file "$TMP/schemathesis.toml" run "$BASE/api/schema/" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance \
     --phases examples,coverage,fuzzing --max-examples "$EXAMPLES" --seed 8 \
@@ -102,12 +118,12 @@ fuzz "org and auth routes (owner's agent JWT)" \
   --include-path-regex '^/(api/v1/|readyz|healthz)' \
   -H "Authorization: Bearer $OWNER_TOKEN"
 
-if grep -q "Traceback" "$TMP/gunicorn.log" 2>/dev/null; then
+# Django logs to gunicorn's stderr (gunicorn.out); gunicorn itself to gunicorn.log.
+if grep -q "Traceback" "$TMP"/gunicorn.* 2>/dev/null; then
   echo "gunicorn logged a traceback:" >&2
-  cat "$TMP/gunicorn.log" >&2
+  tail -n 100 "$TMP"/gunicorn.* >&2
   failed=1
 fi
-$PG "drop database if exists $DB with (force)" || true
 if [ "$failed" -ne 0 ]; then
   echo "schemathesis: FAILED" >&2
   exit 1

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -71,6 +72,8 @@ class Result:
     requests: int = 0
     failed: int = 0
     note: str = ""
+    # The baseline's req/s measured just before this route: the ratio's denominator.
+    baseline_rps: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -116,6 +119,8 @@ def main() -> int:
             run([sys.executable, str(BENCH / "seed.py"), "--org-slug", ORG_SLUG,
                  "--contacts", str(args.contacts)], env=env).splitlines()[-1]
         )  # fmt: skip
+        busy_before = cpu_busy()
+        step("machine", f"{busy_before:.0%} of the CPU busy before the server starts")
         step("server", " ".join(gunicorn_cmd[1:]))
         with server_log.open("wb") as log:
             server = subprocess.Popen(
@@ -129,10 +134,30 @@ def main() -> int:
         base = f"http://{HOST}:{port}"
         wait_healthy(base, server)
         routes = routes_build(base=base, demo=demo, keys=keys, sessions=args.sessions)
-        for route in routes:
-            results.append(measure(base, route, args))
+        baseline_route, *others = routes
+        baseline = measure(base, baseline_route, args)
+        baseline.baseline_rps = baseline.rps
+        results.append(baseline)
+        for route in others:
+            # The load on a shared machine drifts: pair each route with a fresh baseline.
+            paired = baseline
+            if args.paired_baseline:
+                paired = measure(base, baseline_route, args, seconds=args.paired_baseline)
+            result = measure(base, route, args)
+            result.baseline_rps = paired.rps
+            results.append(result)
         print_table(results)
-        write_doc(results, args=args, gunicorn_cmd=gunicorn_cmd, port=port)
+        load = os.getloadavg()
+        if busy_before > 0.2:
+            step("warning", f"other processes kept {busy_before:.0%} of the CPU busy: noisy run")
+        write_doc(
+            results,
+            args=args,
+            gunicorn_cmd=gunicorn_cmd,
+            port=port,
+            busy_before=busy_before,
+            load=load,
+        )
         step("done", f"{time.monotonic() - started:.0f} s; results in {DOC.relative_to(ROOT)}")
         return 0
     except Exception:
@@ -157,6 +182,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     parser.add_argument("--duration", type=int, default=10, help="seconds per route")
     parser.add_argument("--warmup", type=int, default=1, help="unrecorded seconds per route")
+    parser.add_argument(
+        "--paired-baseline",
+        type=int,
+        default=5,
+        help="seconds of baseline run just before each route (0: reuse the first baseline)",
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--contacts", type=int, default=1000, help="contacts seeded for the list")
@@ -357,7 +388,11 @@ def routes_build(*, base: str, demo: dict, keys: dict, sessions: int) -> list[Ro
 
 def wrk_command(base: str, route: Route, args: argparse.Namespace, seconds: int, shown=False):
     headers = route.shown_headers if shown else route.headers
-    paths = [re.sub(r"[0-9a-f-]{36}", "<id>", p) for p in route.paths] if shown else route.paths
+    paths = route.paths
+    if shown and paths:
+        first = re.sub(r"[0-9a-f-]{36}", "<id 1>", paths[0])
+        last = re.sub(r"[0-9a-f-]{36}", f"<id {len(paths)}>", paths[-1])
+        paths = [first, "…", last] if len(paths) > 2 else [first, last][: len(paths)]
     cmd = [
         "wrk",
         f"-t{args.wrk_threads}",
@@ -378,7 +413,11 @@ def wrk_command(base: str, route: Route, args: argparse.Namespace, seconds: int,
     return cmd
 
 
-def measure(base: str, route: Route, args: argparse.Namespace) -> Result:
+def measure(
+    base: str, route: Route, args: argparse.Namespace, seconds: int | None = None
+) -> Result:
+    """Probe the route once (skip it unless 2xx), warm it up, then run wrk for `seconds`."""
+    seconds = seconds or args.duration
     if not route.headers and route.target_ratio is not None:
         return Result(route, note="not measured: no conversation could be opened")
     probe_body = route.body.replace("{n}", "0") if route.body else None
@@ -389,8 +428,8 @@ def measure(base: str, route: Route, args: argparse.Namespace) -> Result:
         return Result(route, note=f"not measured: the route answered {status}")
     if args.warmup:
         wrk(wrk_command(base, route, args, args.warmup), args.warmup)
-    step("wrk", f"{route.name} ({args.duration} s, {args.connections} connections)")
-    stats = wrk(wrk_command(base, route, args, args.duration), args.duration)
+    step("wrk", f"{route.name} ({seconds} s, {args.connections} connections)")
+    stats = wrk(wrk_command(base, route, args, seconds), seconds)
     errors = stats["errors"]
     seconds = stats["duration_us"] / 1e6
     failed = errors["status"] + errors["connect"] + errors["read"] + errors["write"]
@@ -415,8 +454,9 @@ def wrk(cmd: list[str], seconds: int) -> dict:
     raise RuntimeError(f"wrk gave no summary (exit {done.returncode}):\n{done.stdout}{done.stderr}")
 
 
-def verdict(result: Result, baseline: float | None) -> tuple[str, str]:
+def verdict(result: Result) -> tuple[str, str]:
     """The ratio column and whether the route meets the issue's targets."""
+    baseline = result.baseline_rps
     if not result.measured:
         return "—", result.note
     ratio = f"{result.rps / baseline:.2f}" if baseline else "—"
@@ -438,10 +478,9 @@ def verdict(result: Result, baseline: float | None) -> tuple[str, str]:
 
 
 def table_rows(results: list[Result]) -> list[list[str]]:
-    baseline = results[0].rps if results and results[0].measured else None
     rows = []
     for result in results:
-        ratio, status = verdict(result, baseline)
+        ratio, status = verdict(result)
         target = result.route.target_ratio
         rows.append(
             [
@@ -449,6 +488,7 @@ def table_rows(results: list[Result]) -> list[list[str]]:
                 f"{result.rps:,.0f}" if result.measured else "—",
                 f"{result.p50_ms:.1f}" if result.measured else "—",
                 f"{result.p99_ms:.1f}" if result.measured else "—",
+                f"{result.baseline_rps:,.0f}" if result.baseline_rps else "—",
                 ratio,
                 f"≥ {target:.2f}" if target is not None else "—",
                 status,
@@ -457,7 +497,7 @@ def table_rows(results: list[Result]) -> list[list[str]]:
     return rows
 
 
-HEADER = ["route", "req/s", "p50 ms", "p99 ms", "ratio to baseline", "target", "verdict"]
+HEADER = ["route", "req/s", "p50 ms", "p99 ms", "baseline req/s", "ratio", "target", "verdict"]
 
 
 def print_table(results: list[Result]) -> None:
@@ -484,6 +524,20 @@ def machine() -> dict[str, str]:
     }
 
 
+def cpu_busy(seconds: float = 2.0) -> float:
+    """Share of all cores busy over `seconds`, from /proc/stat: what else the machine is doing."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields), idle
+
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
 def git_commit() -> str:
     """HEAD's commit, read from .git directly (no git binary needed); worktrees included."""
     git = ROOT / ".git"
@@ -508,7 +562,15 @@ def git_commit() -> str:
     return "unknown"
 
 
-def write_doc(results: list[Result], *, args, gunicorn_cmd: list[str], port: int) -> None:
+def write_doc(
+    results: list[Result],
+    *,
+    args,
+    gunicorn_cmd: list[str],
+    port: int,
+    busy_before: float,
+    load: tuple[float, float, float],
+) -> None:
     import django
     import gunicorn
 
@@ -524,13 +586,16 @@ def write_doc(results: list[Result], *, args, gunicorn_cmd: list[str], port: int
         "uncommitted changes in the working tree).",
         "",
         "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["--:"] * 5 + ["---"]) + "|",
+        "|" + "|".join(["---"] + ["--:"] * 6 + ["---"]) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     lines += [
         "",
         f"- Machine: {info['cores']} cores ({info['cpu']}), {info['ram']} RAM, Linux "
         f"{info['kernel']}. wrk, gunicorn, PostgreSQL and Redis all share these cores.",
+        f"- Other load: {busy_before:.0%} of the CPU was busy with other processes just before "
+        f"the server started; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the "
+        "end of the run (anything well above 0 % before the run means noisy numbers).",
         f"- Software: Python {platform.python_version()}, Django {django.get_version()}, "
         f"gunicorn {gunicorn.__version__}, PostgreSQL {postgres_version()}, Redis at "
         f"`{REDIS_URL}`.",
@@ -539,6 +604,13 @@ def write_doc(results: list[Result], *, args, gunicorn_cmd: list[str], port: int
         "wrk's (connection to last byte). Throttles set to 1000000/min so they never answer "
         "429; everything else is the production configuration (DEBUG off, Redis cache, "
         "persistent PostgreSQL connections).",
+        (
+            f"- Ratio: the route's req/s over the baseline's req/s in a {args.paired_baseline} s "
+            "baseline run just before it (the `baseline req/s` column), so that drifting "
+            "background load hits both sides of the ratio alike."
+            if args.paired_baseline
+            else "- Ratio: the route's req/s over the first baseline run's."
+        ),
         f"- Data: org `{ORG_SLUG}` from `seed_demo`, {args.contacts} seeded contacts (half "
         f"anonymous, half non-verified) for the contact list, one verified customer with "
         f"{args.sessions} conversations of 5 messages; `/widget/me` uses an anonymous token; "
@@ -555,6 +627,10 @@ def write_doc(results: list[Result], *, args, gunicorn_cmd: list[str], port: int
         for r in results
         if r.measured
     ]
+    if args.paired_baseline:
+        lines.append(
+            f"# before each route: the baseline command again with -d{args.paired_baseline}s"
+        )
     lines += ["```", "", DOC_END]
     section = "\n".join(lines)
     if DOC.exists() and DOC_START in (text := DOC.read_text()) and DOC_END in text:
@@ -563,15 +639,16 @@ def write_doc(results: list[Result], *, args, gunicorn_cmd: list[str], port: int
         DOC.write_text(head + section + tail)
     else:
         DOC.parent.mkdir(exist_ok=True)
-        DOC.write_text(
-            "# Performance\n\n"
+        intro = textwrap.fill(
             "`make bench` (`bench/run.py`) serves a throwaway PostgreSQL database with gunicorn "
             "on 127.0.0.1 and drives each hot route with wrk next to a bare DRF route "
             "(`bench/baseline.py`, served only when `CHATSHIELD_BENCH_BASELINE=1`). The ratio is "
             "a route's req/s over the baseline's: the share of the framework's throughput the "
             "route keeps on the same machine, which travels between machines better than raw "
-            "req/s.\n\n## Latest run\n\n" + section + "\n"
+            "req/s.",
+            width=100,
         )
+        DOC.write_text(f"# Performance\n\n{intro}\n\n## Latest run\n\n{section}\n")
 
 
 def quote(part: str) -> str:

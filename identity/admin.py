@@ -15,10 +15,9 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.decorators import method_decorator
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.text import capfirst
-from django.views.decorators.cache import never_cache
 from rest_framework.exceptions import Throttled
 
 from config.exceptions import ApplicationError, Unauthenticated
@@ -73,27 +72,12 @@ admin.site.login_form = AdminLockoutAuthenticationForm
 admin.site.site_header = "chatshield"
 admin.site.site_title = "chatshield admin"
 admin.site.index_title = "Identity, contacts and conversations"
+admin.site.site_url = "/console/"
 # The contacts list needs the width more than a second copy of the index does.
 admin.site.enable_nav_sidebar = False
 
 
 # --- shared helpers for create-once secrets --------------------------------------------------
-
-REVEAL_SESSION_KEY = "chatshield_reveal_once"
-
-
-def reveal_store(request, *, model: str, pk, secret: str) -> None:
-    """Keep a new secret in the session for exactly one display on the next page."""
-    request.session[REVEAL_SESSION_KEY] = {"model": model, "pk": str(pk), "secret": secret}
-
-
-def reveal_pop(request, *, model: str, pk) -> str | None:
-    """The secret stored for this object, removed from the session as it is read."""
-    stored = request.session.get(REVEAL_SESSION_KEY)
-    if not stored or stored.get("model") != model or stored.get("pk") != str(pk):
-        return None
-    del request.session[REVEAL_SESSION_KEY]
-    return stored.get("secret")
 
 
 def add_service_errors(form: forms.Form, exc: Exception) -> None:
@@ -116,15 +100,19 @@ def operator_orgs(request):
 class SecretAdminMixin(OrgScopedAdminMixin):
     """API keys and signing secrets: operators only, created by services, never edited.
 
-    Subclasses give `reveal_model`, `confirm_verb` and implement `create` and `deactivate`.
+    Subclasses name their secret (`reveal_model`, `reveal_noun`), their way of switching one off
+    (`confirm_verb`, `deactivate_consequence`) and implement `create` and `deactivate`, which call
+    `identity.services`; no key material is made here.
     """
 
     view_roles = OPERATOR_ROLES
     add_roles = OPERATOR_ROLES
     add_form_class: type[forms.Form]
     reveal_model = ""
+    reveal_noun = ""
     add_note = ""
     confirm_verb = ""
+    deactivate_consequence = ""
 
     class Media:
         css = {"all": ("console/panel.css",)}
@@ -170,13 +158,9 @@ class SecretAdminMixin(OrgScopedAdminMixin):
             else:
                 self.log_addition(request, obj, [{"added": {}}])
                 if secret:
-                    reveal_store(request, model=self.reveal_model, pk=obj.pk, secret=secret)
-                    return HttpResponseRedirect(
-                        reverse(
-                            f"admin:{self.opts.app_label}_{self.opts.model_name}_created",
-                            args=[obj.pk],
-                        )
-                    )
+                    # Shown in this response only: never stored (not even in the session), so
+                    # the one display is the POST's answer and nothing can replay it.
+                    return self._created_response(request, obj, secret)
                 self.message_user(request, f"Added {obj}.", messages.SUCCESS)
                 return HttpResponseRedirect(
                     reverse(
@@ -188,12 +172,7 @@ class SecretAdminMixin(OrgScopedAdminMixin):
         )
         return TemplateResponse(request, "admin/identity/secret_add_form.html", context)
 
-    @method_decorator(never_cache)
-    def created_view(self, request, object_id):
-        obj = self.get_object(request, object_id)
-        if obj is None or not self.has_view_permission(request, obj):
-            raise PermissionDenied
-        secret = reveal_pop(request, model=self.reveal_model, pk=obj.pk)
+    def _created_response(self, request, obj, secret: str | None):
         context = self._context(
             request,
             title=f"{capfirst(self.opts.verbose_name)} created",
@@ -201,7 +180,16 @@ class SecretAdminMixin(OrgScopedAdminMixin):
             secret=secret,
             reveal_noun=self.reveal_noun,
         )
-        return TemplateResponse(request, "admin/identity/secret_created.html", context)
+        response = TemplateResponse(request, "admin/identity/secret_created.html", context)
+        add_never_cache_headers(response)
+        return response
+
+    def created_view(self, request, object_id):
+        """After the one display: says the secret cannot be shown again."""
+        obj = self.get_object(request, object_id)
+        if obj is None or not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        return self._created_response(request, obj, None)
 
     def deactivate_view(self, request, object_id):
         obj = self.get_object(request, object_id)
@@ -819,3 +807,30 @@ class SigningSecretAdmin(SecretAdminMixin, admin.ModelAdmin):
     @admin.display(description="Public key")
     def public_key_pem(self, obj):
         return format_html("<pre>{}</pre>", obj.public_key)
+
+
+# --- audit trail (read-only) -----------------------------------------------------------------
+
+from identity.models import AuditEvent  # noqa: E402  (kept with its appended block)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
+    """Operators read their orgs' audit trail; nobody adds, changes or deletes an event."""
+
+    view_roles = OPERATOR_ROLES
+    list_display = ("created_at", "action", "target", "actor_user", "actor_api_key", "ip", "org")
+    list_filter = ("action", OrgListFilter)
+    list_select_related = ("org", "actor_user", "actor_api_key")
+    search_fields = ("target",)
+    fields = (
+        "created_at",
+        "action",
+        "org",
+        "actor_user",
+        "actor_api_key",
+        "target",
+        "ip",
+        "details",
+    )
+    readonly_fields = fields

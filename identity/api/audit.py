@@ -43,11 +43,6 @@ class AuditEventOutputSerializer(serializers.Serializer):
         return None
 
 
-class AuditEventPageOutputSerializer(serializers.Serializer):
-    results = AuditEventOutputSerializer(many=True)
-    next = serializers.CharField(allow_null=True)
-
-
 class AuditEventPagination(KeysetPagination):
     page_size = 50
     ordering_field = "created_at"
@@ -67,7 +62,7 @@ class AuditEventViewSet(OrgScopedViewSet):
         summary="List the org's audit events, newest first (cursor-paginated)",
         parameters=[AuditEventQuerySerializer],
         responses={
-            200: AuditEventPageOutputSerializer,
+            200: AuditEventOutputSerializer(many=True),  # the pagination class wraps it
             400: _error("Unknown action filter, or an invalid cursor"),
             401: _error("Not authenticated"),
             403: _error("Not an operator of this org, or an API key"),

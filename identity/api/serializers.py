@@ -123,7 +123,8 @@ class SharedSigningSecretCreatedOutputSerializer(serializers.Serializer):
 
 class PublicKeySigningSecretCreatedOutputSerializer(serializers.Serializer):
     kid = serializers.CharField()
-    algorithm = serializers.CharField()
+    # An enum without HS256, so the created-secret schema's oneOf matches exactly one branch.
+    algorithm = serializers.ChoiceField(choices=["RS256", "ES256"])
     created_at = serializers.DateTimeField()
 
 

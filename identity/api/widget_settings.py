@@ -36,6 +36,13 @@ class ExtraFieldSerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs):
+        # A PATCH makes the root serializer partial, and DRF then skips required and default
+        # handling in nested serializers too; a field definition is always replaced whole.
+        missing = [name for name in ("name", "label", "type") if name not in attrs]
+        if missing:
+            required = "This field is required."
+            raise serializers.ValidationError({key: [required] for key in missing})
+        attrs.setdefault("required", False)
         if attrs["type"] == "select" and not attrs.get("options"):
             raise serializers.ValidationError({"options": ["A select field needs options."]})
         return attrs

@@ -22,6 +22,7 @@
 
   let generation = 0;
   let timer = null;
+  let lastReady = Promise.resolve();
   let verifiedToken = {key: null, token: null};
 
   const setState = (state) => { document.body.dataset.pgState = state; };
@@ -83,7 +84,7 @@
 
   // Entries are [name, code] so the verified model can show code, not values, for its token.
   function initEntries(o) {
-    const entries = [['widgetToken', literal(cfg.widgetToken, 1)]];
+    const entries = [['widgetToken', literal(cfg.widgetToken, 2)]];
     const user = {};
     let userCode = null;
     if (o.model === 'page') {
@@ -92,19 +93,19 @@
     }
     if (o.externalId) user.externalId = o.externalId;
     if (o.model === 'verified') {
-      const rest = Object.keys(user).map((k) => ', ' + key(k) + ': ' + literal(user[k], 2)).join('');
+      const rest = Object.keys(user).map((k) => ', ' + key(k) + ': ' + literal(user[k], 3)).join('');
       userCode = '{token: CHATSHIELD_TOKEN' + rest + '}';
     } else if (Object.keys(user).length) {
-      userCode = literal(user, 1);
+      userCode = literal(user, 2);
     }
     if (userCode) entries.push(['user', userCode]);
     entries.push(['collectUserData', String(o.collect)]);
     if (o.prefill && o.collect && o.model !== 'verified') {
       const d = details(o);
-      if (Object.keys(d).length) entries.push(['prefillUserData', literal(d, 1)]);
+      if (Object.keys(d).length) entries.push(['prefillUserData', literal(d, 2)]);
     }
     const [fields] = extraFields(o);
-    if (fields) entries.push(['extraDataCollectionFields', literal(fields, 1)]);
+    if (fields) entries.push(['extraDataCollectionFields', literal(fields, 2)]);
     if (o.model === 'verified') entries.push(['onTokenExpired', 'fetchChatshieldToken']);
     return entries;
   }
@@ -208,9 +209,14 @@
       }
       if (mine !== generation) return;
     }
-    const reopen = panelOpen() || !document.querySelector('[data-testid="cs-root"]');
+    // Let the previous start finish first, so a token it is minting gets stored and reused.
+    await Promise.race([lastReady.catch(() => null), new Promise((r) => setTimeout(r, 3000))]);
+    if (mine !== generation) return;
+    const first = !document.querySelector('[data-testid="cs-root"]');
+    const reopen = panelOpen() || (first && matchMedia('(min-width: 700px)').matches);
     ChatShield.destroy();
     const ready = ChatShield.init(widgetOptions(o, token));
+    lastReady = ready;
     if (reopen) ChatShield.open();
     try {
       await ready;

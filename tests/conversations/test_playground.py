@@ -262,3 +262,22 @@ def test_demo_backend_is_throttled_per_ip(settings, demo_org):
     assert "Retry-After" in response
     assert Contact.objects.count() == 2
     assert ApiKey.objects.count() == 1
+
+
+def test_demo_backend_refuses_another_users_email_with_409_and_writes_nothing(settings, demo_org):
+    # given
+    settings.DEMO_MODE = True
+    demo_key(demo_org)
+    APIClient().post(BACKEND, {"email": "ada@example.com", "user_id": "cust-1"}, format="json")
+    ada = Contact.objects.get()
+
+    # when
+    response = APIClient().post(
+        BACKEND, {"email": "ada@example.com", "user_id": "cust-2"}, format="json"
+    )
+
+    # then
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "identity_conflict"
+    assert list(Contact.objects.values_list("pk", "user_id")) == [(ada.pk, "cust-1")]
+    assert Device.objects.count() == 1

@@ -5,6 +5,7 @@ playground's demo backend, as a customer's backend would from authenticate-user.
 """
 
 import pytest
+from django.utils import timezone
 
 from contacts.models import Contact, Device
 from conversations.models import Conversation, Message
@@ -172,6 +173,25 @@ def test_a_verified_users_history_follows_them_but_not_their_typed_email(
     assert state(device_2)["trust"] == "non_verified"
 
 
+def test_a_refused_verified_token_is_replaced_through_on_token_expired(
+    new_page, shop, demo_backend
+):
+    # given: Ada is signed in, then her token stops working (as when it expires)
+    page = open_playground(new_page)
+    choose(page, "verified")
+    expect(page.get_by_test_id("pg-state-trust")).to_have_text("verified")
+    ada = Contact.objects.get(trust=Contact.Trust.VERIFIED)
+    Device.objects.filter(contact=ada).update(revoked_at=timezone.now())
+
+    # when
+    start_conversation(page, "Still there?")
+
+    # then: the playground's onTokenExpired got a fresh token from the demo backend
+    assert Device.objects.filter(contact=ada, revoked_at__isnull=True).count() == 1
+    assert Message.objects.get().conversation.contact_id == ada.pk
+    expect(page.get_by_test_id("cs-expired")).to_have_count(0)
+
+
 def test_logout_clears_the_device_and_the_next_visit_is_a_new_contact(new_page, shop):
     # given
     page = open_playground(new_page)
@@ -261,7 +281,11 @@ def test_extra_fields_answered_in_the_form_are_stored_on_the_conversation(
 def test_the_copied_embed_snippet_works_on_a_blank_page(new_page, live_server, shop):
     # given
     playground = open_playground(new_page)
-    snippet = playground.get_by_test_id("pg-snippet").text_content()
+    playground.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    playground.get_by_test_id("pg-copy").click()
+    expect(playground.get_by_test_id("pg-copy")).to_have_text("Copied")
+    snippet = playground.evaluate("() => navigator.clipboard.readText()")
+    assert snippet == playground.get_by_test_id("pg-snippet").text_content()
     assert f'<script src="{live_server.url}/static/widget/chatshield.js"></script>' in snippet
     assert f'widgetToken: "{shop.widget_token}"' in snippet
     page = new_page()

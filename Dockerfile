@@ -1,0 +1,35 @@
+# chatshield app server: gunicorn serving config.wsgi on :8000 as a non-root user.
+# See docs/deploy.md. Build: docker build -t chatshield .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin chatshield
+
+# Dependencies first, in their own layer: pyproject.toml lists them (the project itself ships
+# no package, `packages = []`), so code changes do not reinstall them.
+COPY pyproject.toml README.md ./
+RUN pip install .
+
+COPY . .
+# collectstatic only imports settings; the throwaway key never reaches a running container.
+RUN DJANGO_SECRET_KEY=collectstatic-only-not-a-secret python manage.py collectstatic --noinput --verbosity 0
+
+USER chatshield
+EXPOSE 8000
+
+# Workers come from WEB_CONCURRENCY (one per core); every other setting can be replaced by
+# setting GUNICORN_CMD_ARGS, and FORWARDED_ALLOW_IPS names the proxies allowed to send
+# X-Forwarded-Proto (gunicorn reads both variables itself).
+ENV WEB_CONCURRENCY=2 \
+    GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000 --worker-class gthread --threads 4 --timeout 30 --graceful-timeout 30 --keep-alive 5 --max-requests 2000 --max-requests-jitter 200 --access-logfile -"
+
+# Liveness: /healthz answers 200, asked with the first allowed host name so ALLOWED_HOSTS passes.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request as u; host = os.environ.get('DJANGO_ALLOWED_HOSTS', '127.0.0.1').split(',')[0].strip().lstrip('.').replace('*', 'localhost'); u.urlopen(u.Request('http://127.0.0.1:8000/healthz', headers={'Host': host}), timeout=2)"]
+
+CMD ["gunicorn", "config.wsgi"]

@@ -1,0 +1,84 @@
+"""A database that fails mid-request: a retryable 503 envelope, no stack trace, nothing written."""
+
+from contextlib import contextmanager
+
+import pytest
+from django.db import InterfaceError, OperationalError, connection
+
+from contacts.models import Contact, Device
+from tests.contacts.conftest import mint, widget_client
+
+pytestmark = pytest.mark.django_db
+
+SERVICE_UNAVAILABLE = {
+    "error": {
+        "code": "service_unavailable",
+        "message": "The service is temporarily unavailable.",
+    }
+}
+
+
+@pytest.fixture
+def widget(org):
+    return widget_client(org)
+
+
+@contextmanager
+def database_down(error: type[Exception]):
+    """Every query on the default connection raises `error`, as a dropped server would."""
+
+    def refuse(execute, sql, params, many, context):
+        raise error("server closed the connection unexpectedly")
+
+    with connection.execute_wrapper(refuse):
+        yield
+
+
+@pytest.mark.parametrize("error", [OperationalError, InterfaceError])
+def test_a_widget_mint_during_an_outage_is_a_503_envelope_and_writes_nothing(widget, error):
+    # when
+    with database_down(error):
+        response = mint(widget, {"name": "Jo"})
+
+    # then
+    assert response.status_code == 503
+    assert response.json() == SERVICE_UNAVAILABLE
+    assert b"Traceback" not in response.content
+    assert Contact.objects.count() == 0
+    assert Device.objects.count() == 0
+
+
+def test_a_v3_route_during_an_outage_adds_success_false(api_client, org):
+    # when
+    with database_down(OperationalError):
+        response = api_client.post(
+            "/v3/auth/signinAnonymously", {"id_project": str(org.id)}, format="json"
+        )
+
+    # then
+    assert response.status_code == 503
+    assert response.json() == {**SERVICE_UNAVAILABLE, "success": False}
+    assert Contact.objects.count() == 0
+
+
+def test_readyz_reports_the_outage_as_a_503(api_client):
+    # when
+    with database_down(OperationalError):
+        response = api_client.get("/readyz")
+
+    # then
+    assert response.status_code == 503
+    assert response.json() == {"status": "database unavailable"}
+
+
+def test_the_service_answers_again_once_the_database_is_back(widget):
+    # given
+    with database_down(OperationalError):
+        assert mint(widget).status_code == 503
+
+    # when
+    response = mint(widget)
+
+    # then
+    assert response.status_code == 201
+    assert Contact.objects.count() == 1
