@@ -74,6 +74,9 @@ class Result:
     note: str = ""
     # The baseline's req/s measured just before this route: the ratio's denominator.
     baseline_rps: float | None = None
+    # From bench/cost.py: Python CPU per request in-process, and SQL queries per request.
+    cpu_ms: float | None = None
+    queries: int | None = None
 
     @property
     def measured(self) -> bool:
@@ -135,6 +138,9 @@ def main() -> int:
         wait_healthy(base, server)
         routes = routes_build(base=base, demo=demo, keys=keys, sessions=args.sessions)
         baseline_route, *others = routes
+        if args.only:
+            wanted = set(args.only.split(","))
+            others = [r for r in others if wanted & set(re.split(r"[ /]", r.name))]
         baseline = measure(base, baseline_route, args)
         baseline.baseline_rps = baseline.rps
         results.append(baseline)
@@ -146,8 +152,10 @@ def main() -> int:
             result = measure(base, route, args)
             result.baseline_rps = paired.rps
             results.append(result)
-        print_table(results)
         load = os.getloadavg()
+        step("cost", "in-process CPU time and queries per request (bench/cost.py)")
+        costs_attach(results, env=env, tmp=tmp, calls=args.cost_calls)
+        print_table(results)
         if busy_before > 0.2:
             step("warning", f"other processes kept {busy_before:.0%} of the CPU busy: noisy run")
         write_doc(
@@ -190,6 +198,10 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument(
+        "--cost-calls", type=int, default=200, help="in-process calls per route (0: skip)"
+    )
+    parser.add_argument("--only", help="comma-separated words: measure only matching routes")
     parser.add_argument("--contacts", type=int, default=1000, help="contacts seeded for the list")
     parser.add_argument("--sessions", type=int, default=8, help="conversations messages go to")
     return parser.parse_args()
@@ -446,6 +458,34 @@ def measure(
     )
 
 
+def costs_attach(results: list[Result], *, env: dict[str, str], tmp: Path, calls: int) -> None:
+    measured = [r for r in results if r.measured]
+    if not calls or not measured:
+        return
+    spec = tmp / "routes.json"
+    spec.write_text(
+        json.dumps(
+            [
+                {
+                    "name": r.route.name,
+                    "method": r.route.method,
+                    "path": r.route.path,
+                    "paths": r.route.paths,
+                    "headers": r.route.headers,
+                    "body": r.route.body,
+                }
+                for r in measured
+            ]
+        )
+    )
+    output = run([sys.executable, str(BENCH / "cost.py"), str(spec), str(calls)], env=env)
+    by_name = {cost["name"]: cost for cost in json.loads(output.splitlines()[-1])}
+    for result in measured:
+        cost = by_name.get(result.route.name)
+        if cost:
+            result.cpu_ms, result.queries = cost["cpu_ms"], cost["queries"]
+
+
 def wrk(cmd: list[str], seconds: int) -> dict:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=False)
     for line in done.stdout.splitlines():
@@ -490,6 +530,8 @@ def table_rows(results: list[Result]) -> list[list[str]]:
                 f"{result.p99_ms:.1f}" if result.measured else "—",
                 f"{result.baseline_rps:,.0f}" if result.baseline_rps else "—",
                 ratio,
+                f"{result.cpu_ms:.2f}" if result.cpu_ms is not None else "—",
+                str(result.queries) if result.queries is not None else "—",
                 f"≥ {target:.2f}" if target is not None else "—",
                 status,
             ]
@@ -497,7 +539,18 @@ def table_rows(results: list[Result]) -> list[list[str]]:
     return rows
 
 
-HEADER = ["route", "req/s", "p50 ms", "p99 ms", "baseline req/s", "ratio", "target", "verdict"]
+HEADER = [
+    "route",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "baseline req/s",
+    "ratio",
+    "CPU ms/req",
+    "SQL",
+    "target",
+    "verdict",
+]
 
 
 def print_table(results: list[Result]) -> None:
@@ -586,7 +639,7 @@ def write_doc(
         "uncommitted changes in the working tree).",
         "",
         "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["--:"] * 6 + ["---"]) + "|",
+        "|" + "|".join(["---"] + ["--:"] * 8 + ["---"]) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     lines += [
@@ -611,6 +664,10 @@ def write_doc(
             if args.paired_baseline
             else "- Ratio: the route's req/s over the first baseline run's."
         ),
+        f"- CPU ms/req and SQL: `bench/cost.py` calls each route {args.cost_calls} times "
+        "in-process (Django's test client: full middleware, PostgreSQL and Redis, one thread) "
+        "and divides its own CPU time by the calls; SQL is the queries one call makes. This "
+        "barely moves with other load, unlike req/s, so compare runs on it.",
         f"- Data: org `{ORG_SLUG}` from `seed_demo`, {args.contacts} seeded contacts (half "
         f"anonymous, half non-verified) for the contact list, one verified customer with "
         f"{args.sessions} conversations of 5 messages; `/widget/me` uses an anonymous token; "
@@ -632,7 +689,7 @@ def write_doc(
             f"# before each route: the baseline command again with -d{args.paired_baseline}s"
         )
     lines += ["```", "", DOC_END]
-    section = "\n".join(lines)
+    section = "\n".join(wrap(line) for line in lines)
     if DOC.exists() and DOC_START in (text := DOC.read_text()) and DOC_END in text:
         head, rest = text.split(DOC_START, 1)
         tail = rest.split(DOC_END, 1)[1]
@@ -649,6 +706,14 @@ def write_doc(
             width=100,
         )
         DOC.write_text(f"# Performance\n\n{intro}\n\n## Latest run\n\n{section}\n")
+
+
+def wrap(line: str) -> str:
+    """Prose and bullets at 100 columns; tables, commands and markers as they are."""
+    if line.startswith(("|", "<!--", "```", "gunicorn", "wrk", "#")) or len(line) <= 100:
+        return line
+    indent = "  " if line.startswith("- ") else ""
+    return textwrap.fill(line, width=100, subsequent_indent=indent, break_on_hyphens=False)
 
 
 def quote(part: str) -> str:

@@ -20,9 +20,22 @@ class RequestIdFilter(logging.Filter):
     """Stamp `request_id` on every record (None outside a request); never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not getattr(record, "request_id", None):
-            record.request_id = request_id_get() or None
+        record.request_id = _request_id_of(record)
         return True
+
+
+def _request_id_of(record: logging.LogRecord) -> str | None:
+    """The record's own id, else the current request's, else that of the request it carries.
+
+    Django logs 4xx/5xx responses (`django.request`) after the middleware chain has returned, so
+    the contextvar is already reset then; the request it attaches still knows its id.
+    """
+    return (
+        getattr(record, "request_id", None)
+        or request_id_get()
+        or getattr(getattr(record, "request", None), "request_id", None)
+        or None
+    )
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,7 +49,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or request_id_get() or None,
+            "request_id": _request_id_of(record),
         }
         for key, value in record.__dict__.items():
             if (

@@ -281,6 +281,25 @@ def test_a_server_error_carries_the_request_id_and_logs_at_error(caplog):
     assert [r.levelno for r in access_records(caplog)] == [logging.ERROR]
 
 
+def test_djangos_own_response_records_carry_the_request_id(caplog, api_client):
+    # given: Django logs 4xx responses after the middleware chain returned
+    caplog.set_level(logging.WARNING, logger="django.request")
+
+    # when
+    api_client.get("/api/v1/orgs/not-a-uuid/api-keys", HTTP_X_REQUEST_ID="trace-404")
+
+    # then
+    [record] = [r for r in caplog.records if r.name == "django.request"]
+    RequestIdFilter().filter(record)
+    payload = json.loads(JsonFormatter().format(record))
+    assert (record.request_id, payload["request_id"]) == ("trace-404", "trace-404")
+    assert (payload["message"], payload["status_code"]) == (
+        "Not Found: /api/v1/orgs/not-a-uuid/api-keys",
+        404,
+    )
+    assert "request" not in payload
+
+
 def test_the_json_formatter_writes_one_object_per_record():
     # given
     record = logging.LogRecord(

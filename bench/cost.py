@@ -1,0 +1,71 @@
+"""Per-request cost of each benchmarked route, in-process: Python CPU time and SQL queries.
+
+Run by bench/run.py after the wrk runs, with the benchmark's environment, against the same
+database: `python bench/cost.py ROUTES.json`. Each route is called through Django's test client
+(the full middleware stack, PostgreSQL and Redis, one thread), and the process's own CPU time is
+divided by the number of calls. Unlike req/s on a shared machine, this barely moves when other
+processes are busy, so it is the number to compare between runs. Prints one JSON list.
+"""
+
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+WARMUP_CALLS = 20
+
+
+def main() -> None:
+    routes = json.loads(Path(sys.argv[1]).read_text())
+    calls = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+
+    import django
+
+    django.setup()
+
+    from django.db import connection
+    from django.test import Client
+
+    client = Client(HTTP_HOST="127.0.0.1")
+
+    def call(route: dict):
+        path = random.choice(route["paths"]) if route["paths"] else route["path"]
+        headers = {k: v for k, v in route["headers"].items() if k.lower() != "content-type"}
+        body = route["body"]
+        if body is None:
+            return client.generic(route["method"], path, headers=headers)
+        body = body.replace("{n}", str(random.randint(1, 1000)))
+        return client.generic(
+            route["method"], path, body, content_type="application/json", headers=headers
+        )
+
+    costs = []
+    for route in routes:
+        for _ in range(WARMUP_CALLS):
+            status = call(route).status_code
+            if not 200 <= status < 300:
+                raise RuntimeError(f"{route['name']} answered {status}")
+        queries = []
+
+        def count(execute, sql, params, many, context, queries=queries):
+            queries.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(count):
+            call(route)
+        started = time.process_time()
+        for _ in range(calls):
+            call(route)
+        cpu_ms = (time.process_time() - started) / calls * 1000
+        costs.append({"name": route["name"], "cpu_ms": cpu_ms, "queries": len(queries)})
+    json.dump(costs, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
