@@ -354,9 +354,20 @@ class OrganizationAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
         return Membership.Role(role).label if role else "—"
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if change:
-            services.organization_cache_invalidate(org=obj)
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Widget settings go through the same service as the API: cache dropped, change audited.
+        widget = set(services.WIDGET_SETTING_FIELDS)
+        other = [field for field in form.changed_data if field not in widget]
+        if other:
+            obj.save(update_fields=other)
+        services.organization_widget_settings_update(
+            org=obj,
+            changes={f: form.cleaned_data[f] for f in form.changed_data if f in widget},
+            actor_user=request.user,
+            ip=client_ip(request),
+        )
 
     def has_rotate_permission(self, request):
         return self._allowed(request, OPERATOR_ROLES)
@@ -366,7 +377,9 @@ class OrganizationAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
         rotated = 0
         for org in queryset:
             if is_operator_of(request, org.pk):
-                services.organization_widget_token_rotate(org=org)
+                services.organization_widget_token_rotate(
+                    org=org, actor_user=request.user, ip=client_ip(request)
+                )
                 self.log_change(request, org, "Rotated the widget token.")
                 rotated += 1
         self.message_user(
@@ -390,7 +403,9 @@ class OrganizationAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
         if org is None or not is_operator_of(request, org.pk):
             raise PermissionDenied
         if request.method == "POST":
-            services.organization_widget_token_rotate(org=org)
+            services.organization_widget_token_rotate(
+                org=org, actor_user=request.user, ip=client_ip(request)
+            )
             self.log_change(request, org, "Rotated the widget token.")
             self.message_user(
                 request,

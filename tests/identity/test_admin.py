@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from contacts.models import Contact
 from contacts.services import sender_auth_info_build
-from identity.models import ApiKey, Membership, SigningSecret
+from identity.models import ApiKey, AuditEvent, Membership, SigningSecret
 from identity.services import api_key_create, widget_config_cache_key
 from identity.tokens import api_key_matches
 from tests.conftest import PASSWORD
@@ -516,6 +516,10 @@ def test_operator_saves_widget_settings_and_the_cached_org_is_dropped(
     assert org.collect_user_data is True
     assert org.allowed_origins == ["https://shop.example.com"]
     assert cache.get(widget_config_cache_key(org.widget_token)) is None
+    event = AuditEvent.objects.get(action="widget_settings.changed")
+    assert event.org == org
+    assert event.actor_user is not None
+    assert "allowed_origins" in event.details["fields"]
 
 
 def test_widget_settings_are_validated_like_the_api(operator_admin, org):
@@ -547,6 +551,7 @@ def test_operator_rotates_the_widget_token(operator_admin, org):
 
     org.refresh_from_db()
     assert org.widget_token != old
+    assert AuditEvent.objects.get(action="widget_token.rotated").actor_user is not None
 
 
 def test_agent_cannot_rotate_the_widget_token(agent_admin, org):
