@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Test processes (pytest-xdist); each gets its own test database.
+PYTEST_WORKERS ?= 2
 
-.PHONY: install run test test-postgres screenshots lint fmt bench clean
+.PHONY: install run test test-postgres screenshots lint fmt bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,10 +32,10 @@ run: install .env
 
 test: install
 	@test -x /usr/bin/chromium || echo "NOTE: /usr/bin/chromium is missing, so the browser tests (tests/e2e) will be SKIPPED. Install Debian's chromium to run them."
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 test-postgres: install
-	DATABASE_URL=postgres://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 # Regenerate the README's screenshots from the browser tests (needs /usr/bin/chromium).
 screenshots: install
@@ -48,7 +50,12 @@ fmt: install
 	$(BIN)/ruff check --fix .
 
 bench: install
+	@command -v wrk >/dev/null || (echo "installing wrk (Debian package) for the load generator"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 	$(BIN)/python bench/run.py
+
+# 1M contacts, 1M conversations and 5M messages on a throwaway database; about ten minutes.
+bench-scale: install
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

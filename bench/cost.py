@@ -32,6 +32,7 @@ def main() -> None:
     from django.test import Client
 
     client = Client(HTTP_HOST="127.0.0.1")
+    profile = os.environ.get("BENCH_PROFILE", "")
 
     def call(route: dict):
         path = random.choice(route["paths"]) if route["paths"] else route["path"]
@@ -62,9 +63,26 @@ def main() -> None:
         for _ in range(calls):
             call(route)
         cpu_ms = (time.process_time() - started) / calls * 1000
+        if profile and any(word in route["name"] for word in profile.split(",")):
+            profile_print(route["name"], lambda route=route: [call(route) for _ in range(calls)])
         costs.append({"name": route["name"], "cpu_ms": cpu_ms, "queries": len(queries)})
     json.dump(costs, sys.stdout)
     sys.stdout.write("\n")
+
+
+def profile_print(name: str, calls) -> None:
+    """With BENCH_PROFILE=word,…: where a route's CPU goes (cProfile, top 30 by own time).
+
+    Appended to profile.txt beside the routes file; bench/run.py prints it.
+    """
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(calls)
+    with (Path(sys.argv[1]).parent / "profile.txt").open("a") as out:
+        out.write(f"\n--- profile: {name}\n")
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
 
 
 if __name__ == "__main__":

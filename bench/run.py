@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,6 +169,9 @@ def main() -> int:
         print_table(results)
         if busy_before > 0.2:
             step("warning", f"other processes kept {busy_before:.0%} of the CPU busy: noisy run")
+        if args.no_report:
+            step("done", f"{time.monotonic() - started:.0f} s; docs/PERFORMANCE.md left as it was")
+            return 0
         write_doc(
             results,
             args=args,
@@ -210,6 +214,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument(
         "--cost-calls", type=int, default=200, help="in-process calls per route (0: skip)"
+    )
+    parser.add_argument(
+        "--no-report", action="store_true", help="print the table only; leave the docs alone"
     )
     parser.add_argument("--only", help="comma-separated words: measure only matching routes")
     parser.add_argument("--contacts", type=int, default=1000, help="contacts seeded for the list")
@@ -266,15 +273,19 @@ def server_environment(*, port: int, cache_prefix: str) -> dict[str, str]:
     return env
 
 
-def database_recreate() -> None:
-    database_drop()
+def database_recreate(name: str = DB_NAME) -> None:
+    database_drop(name)
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
 
 
-def database_drop() -> None:
+def database_drop(name: str = DB_NAME) -> None:
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(
+            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                psycopg.sql.Identifier(name)
+            )
+        )
 
 
 def postgres_version() -> str:
@@ -489,6 +500,8 @@ def costs_attach(results: list[Result], *, env: dict[str, str], tmp: Path, calls
         )
     )
     output = run([sys.executable, str(BENCH / "cost.py"), str(spec), str(calls)], env=env)
+    if env.get("BENCH_PROFILE"):
+        sys.stdout.write((tmp / "profile.txt").read_text())
     by_name = {cost["name"]: cost for cost in json.loads(output.splitlines()[-1])}
     for result in measured:
         cost = by_name.get(result.route.name)

@@ -7,10 +7,15 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
+
+CACHE_ERRORS = (ConnectionInterrupted, RedisConnectionError, RedisTimeoutError)
 
 
 class ApplicationError(exceptions.APIException):
@@ -124,6 +129,10 @@ def exception_handler(exc, context):
     elif isinstance(exc, OperationalError | InterfaceError):
         # The database is down or the connection dropped: a retryable 503, never a stack trace.
         logger.warning("database unavailable: %s", type(exc).__name__)
+        exc = ServiceUnavailable()
+    elif isinstance(exc, CACHE_ERRORS):
+        # Redis is down: throttles, lockouts and replay checks cannot be enforced, so refuse.
+        logger.warning("cache unavailable: %s", type(exc).__name__)
         exc = ServiceUnavailable()
     if not isinstance(exc, exceptions.APIException):
         return None

@@ -65,8 +65,16 @@ class Contact(models.Model):
             # agent contact list and admin changelist: newest first, optionally by trust
             models.Index(fields=["org", "-last_seen_at"], name="contact_org_last_seen"),
             models.Index(fields=["org", "trust", "-last_seen_at"], name="contact_org_trust_seen"),
-            # agent search by email prefix
-            models.Index(fields=["org", "email"], name="contact_org_email"),
+            # agent search by email prefix: `LIKE 'prefix%'` can walk a btree only through the
+            # pattern opclass unless the database collation is "C" (ignored off PostgreSQL)
+            models.Index(
+                fields=["org", "email"],
+                name="contact_org_email_prefix",
+                opclasses=["uuid_ops", "varchar_pattern_ops"],
+            ),
+            # agent search by name (contains, any case): the trigram GIN index
+            # `contact_name_trgm` on UPPER(name), PostgreSQL only, lives in migration 0003
+            # and not here, because SQLite could not rebuild this table with it.
         ]
 
     def __str__(self) -> str:

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict, Unauthenticated
@@ -229,13 +230,27 @@ def contact_verified_sign_in(
 
 
 def _verified_match(*, org: Organization, profile: VerifiedProfile) -> Contact | None:
-    verified = Contact.objects.select_for_update().filter(
-        org=org, trust=Contact.Trust.VERIFIED, erased_at__isnull=True
+    """The verified contact this profile names, locked; None for a new one (one query).
+
+    A blank email or user_id names nobody: contacts without one are not the same person.
+    """
+    keys = Q()
+    if profile.email:
+        keys |= Q(email=profile.email)
+    if profile.user_id:
+        keys |= Q(user_id=profile.user_id)
+    if not keys:
+        return None
+    # The partial unique constraints leave at most one row per key, so at most two rows.
+    candidates = list(
+        Contact.objects.select_for_update()
+        .filter(org=org, trust=Contact.Trust.VERIFIED, erased_at__isnull=True)
+        .filter(keys)[:2]
     )
-    by_email = verified.filter(email=profile.email).first()
+    by_email = next((c for c in candidates if profile.email and c.email == profile.email), None)
     if not profile.user_id:
         return by_email
-    by_user_id = verified.filter(user_id=profile.user_id).first()
+    by_user_id = next((c for c in candidates if c.user_id == profile.user_id), None)
     if by_email is not None and by_email.pk != getattr(by_user_id, "pk", None):
         if by_email.user_id:
             raise IdentityConflict()
@@ -243,6 +258,23 @@ def _verified_match(*, org: Organization, profile: VerifiedProfile) -> Contact |
             return by_email
         raise IdentityConflict()
     return by_user_id
+
+
+# What a verified sign-in may change on an existing contact; nothing else is written.
+VERIFIED_UPSERT_FIELDS = (
+    "email",
+    "user_id",
+    "name",
+    "phone",
+    "avatar_url",
+    "language",
+    "chat_context",
+    "http_action_overrides",
+    "custom_data",
+    "verified_at",
+    "last_seen_at",
+    "sender_auth_info",
+)
 
 
 def _verified_upsert(
@@ -271,7 +303,7 @@ def _verified_upsert(
     contact.sender_auth_info = sender_auth_info_build(
         contact=contact, method=proof.method, key_id=proof.key_id, token_claims=proof.token_claims
     )
-    contact.save()
+    contact.save(update_fields=None if contact._state.adding else VERIFIED_UPSERT_FIELDS)
     device = Device.objects.create(
         org=org, contact=contact, user_agent=user_agent[:512], created_at=now, last_seen_at=now
     )

@@ -46,17 +46,21 @@ def conversations_visible_to_contact(
 
 
 def conversation_visible_get(
-    *, principal: ContactPrincipal, conversation_id, external_id: str | None
+    *,
+    principal: ContactPrincipal,
+    conversation_id,
+    external_id: str | None,
+    for_update: bool = False,
 ) -> Conversation:
-    """One visible conversation; any other id (unknown, malformed, invisible) is the same 404."""
+    """One visible conversation; any other id (unknown, malformed, invisible) is the same 404.
+
+    `for_update` locks its row in the same query (inside the caller's transaction).
+    """
     pk = _uuid_or_none(conversation_id)
-    conversation = (
-        conversations_visible_to_contact(principal=principal, external_id=external_id)
-        .filter(pk=pk)
-        .first()
-        if pk
-        else None
-    )
+    visible = conversations_visible_to_contact(principal=principal, external_id=external_id)
+    if for_update:
+        visible = visible.select_for_update()
+    conversation = visible.filter(pk=pk).first() if pk else None
     if conversation is None:
         raise NotFound()
     return conversation

@@ -12,7 +12,7 @@ from config.exceptions import ApplicationError, Conflict, Forbidden, NotFound
 from contacts.models import Contact, Device
 from contacts.selectors import ContactPrincipal
 from conversations.models import MAX_MESSAGE_LENGTH, Conversation, Message
-from conversations.selectors import external_id_require
+from conversations.selectors import conversation_visible_get, external_id_require
 from identity.models import ApiKey, Membership, Organization, User
 
 MAX_FIELD_TEXT_LENGTH = 1000
@@ -58,16 +58,24 @@ def conversation_open(
 
 @transaction.atomic
 def message_post_contact(
-    *, principal: ContactPrincipal, conversation: Conversation, text: str
+    *, principal: ContactPrincipal, conversation_id, external_id: str | None, text: str
 ) -> Message:
-    """The contact's message in a conversation the caller already checked is visible to them.
+    """The contact's message in one of the conversations their token may see (else a 404).
 
-    The message keeps a copy of the contact's senderAuthInfo as it is now. Raises 409
-    `conversation_closed` when the conversation is closed.
+    The visibility check locks the conversation's row in the same query. The message keeps a copy
+    of the contact's senderAuthInfo as it is now. Raises 409 `conversation_closed` when the
+    conversation is closed.
     """
     _contact_may_chat(principal)
+    conversation = conversation_visible_get(
+        principal=principal,
+        conversation_id=conversation_id,
+        external_id=external_id,
+        for_update=True,
+    )
     return _message_append(
         conversation=conversation,
+        locked=True,
         sender_kind=Message.SenderKind.CONTACT,
         text=text,
         sender_contact=principal.contact,
@@ -266,10 +274,11 @@ def _text_clean(text: str) -> str:
 
 
 def _message_append(
-    *, conversation: Conversation, sender_kind: str, text: str, **sender
+    *, conversation: Conversation, sender_kind: str, text: str, locked: bool = False, **sender
 ) -> Message:
+    """Append a message; `locked` says the caller already holds the conversation's row lock."""
     text = _text_clean(text)
-    locked = _conversation_lock(conversation)
+    locked = conversation if locked else _conversation_lock(conversation)
     if locked.status == Conversation.Status.CLOSED:
         raise ConversationClosed()
     now = timezone.now()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from config.counters import counter_hit
+
 
 @dataclass(frozen=True)
 class Subject:
@@ -39,13 +41,7 @@ def lockout_register_failure(subjects: list[Subject]) -> list[Subject]:
     window = settings.LOCKOUT_WINDOW_SECONDS
     locked = []
     for subject in subjects:
-        count_key = f"{subject.key}:count"
-        cache.add(count_key, 0, timeout=window)
-        try:
-            count = cache.incr(count_key)
-        except ValueError:  # expired between add and incr
-            cache.set(count_key, 1, timeout=window)
-            count = 1
+        count = counter_hit(f"{subject.key}:count", ttl=window)
         if count >= subject.max_failures:
             cache.set(f"{subject.key}:until", time.time() + window, timeout=window)
             locked.append(subject)

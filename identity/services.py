@@ -32,6 +32,7 @@ from identity.tokens import (
     signing_secret_new,
     widget_token_new,
 )
+from identity.widget_cache import widget_org_forget
 
 logger = logging.getLogger(__name__)
 
@@ -112,29 +113,29 @@ def membership_set(*, user: User, org: Organization, role: str) -> Membership:
     return membership
 
 
-def widget_config_cache_key(widget_token: str) -> str:
-    return f"widget-org:{widget_token}"
-
-
 @transaction.atomic
 def organization_widget_token_rotate(
     *, org: Organization, actor_user: User | None = None, ip: str = ""
 ) -> Organization:
-    """Issue a new widget token; the old one stops identifying the org at once. Audited."""
+    """Issue a new widget token. Audited.
+
+    The old token stops identifying the org at once in this process and in the shared cache, and
+    in other processes once their memo expires (identity.widget_cache).
+    """
     old = org.widget_token
     org.widget_token = widget_token_new()
     org.save(update_fields=["widget_token"])
     audit_record(
         org=org, action=AuditEvent.Action.WIDGET_TOKEN_ROTATED, actor_user=actor_user, ip=ip
     )
-    transaction.on_commit(lambda: cache.delete(widget_config_cache_key(old)))
+    transaction.on_commit(lambda: widget_org_forget(old))
     return org
 
 
 def organization_cache_invalidate(*, org: Organization) -> None:
     """Drop the cached widget org after its settings change; call inside the write's transaction."""
     token = org.widget_token
-    transaction.on_commit(lambda: cache.delete(widget_config_cache_key(token)))
+    transaction.on_commit(lambda: widget_org_forget(token))
 
 
 WIDGET_SETTING_FIELDS = (

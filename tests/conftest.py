@@ -4,6 +4,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from identity import widget_cache
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 PASSWORD = "correct horse battery staple"
@@ -12,8 +13,10 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture(autouse=True)
 def _clean_cache():
     cache.clear()
+    widget_cache.memo_clear()
     yield
     cache.clear()
+    widget_cache.memo_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,8 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import InterfaceError, OperationalError, connection
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from contacts.models import Contact, Device
 from tests.contacts.conftest import mint, widget_client
@@ -82,3 +84,22 @@ def test_the_service_answers_again_once_the_database_is_back(widget):
     # then
     assert response.status_code == 201
     assert Contact.objects.count() == 1
+
+
+@pytest.mark.parametrize("error", [RedisConnectionError, ConnectionInterrupted])
+def test_a_mint_while_redis_is_down_is_a_503_envelope_and_writes_nothing(
+    widget, monkeypatch, error
+):
+    # given: the shared cache behind the throttles refuses connections
+    def refuse(*args, **kwargs):
+        raise error("Connection refused")
+
+    monkeypatch.setattr("identity.api.throttles.counter_hit", refuse)
+
+    # when
+    response = mint(widget, {"name": "Jo"})
+
+    # then: no identity is minted without its rate limit
+    assert response.status_code == 503
+    assert response.json() == SERVICE_UNAVAILABLE
+    assert Contact.objects.count() == 0

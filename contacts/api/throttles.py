@@ -1,15 +1,13 @@
 """Rate limits on minting browser identities, per client IP and per widget token."""
 
-from rest_framework.throttling import SimpleRateThrottle
-
-from identity.api.throttles import ClientIpRateThrottle
+from identity.api.throttles import ClientIpRateThrottle, WindowRateThrottle
 
 
 class AnonymousMintIpThrottle(ClientIpRateThrottle):
     scope = "anonymous_mint_ip"
 
 
-class AnonymousMintWidgetThrottle(SimpleRateThrottle):
+class AnonymousMintWidgetThrottle(WindowRateThrottle):
     scope = "anonymous_mint_widget"
 
     def get_cache_key(self, request, view):
@@ -17,7 +15,7 @@ class AnonymousMintWidgetThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": token}
 
 
-class AuthenticateUserKeyThrottle(SimpleRateThrottle):
+class AuthenticateUserKeyThrottle(WindowRateThrottle):
     """Per API key: one runaway backend cannot starve the org's other integrations."""
 
     scope = "authenticate_user_key"

@@ -86,15 +86,17 @@ class WithLastMessageSerializer(serializers.Serializer):
 
     @extend_schema_field(LastMessageOutputSerializer(allow_null=True))
     def get_last_message(self, conversation: Conversation) -> dict | None:
+        # The LastMessageOutputSerializer shape, built without a serializer per row (lists are hot).
         if conversation.last_message_created_at is None:
             return None
-        return LastMessageOutputSerializer(
-            {
-                "text": conversation.last_message_text,
-                "sender_kind": conversation.last_message_sender_kind,
-                "created_at": conversation.last_message_created_at,
-            }
-        ).data
+        return {
+            "text": conversation.last_message_text,
+            "sender_kind": conversation.last_message_sender_kind,
+            "created_at": _DATETIME.to_representation(conversation.last_message_created_at),
+        }
+
+
+_DATETIME = serializers.DateTimeField()
 
 
 class SessionOutputSerializer(WithLastMessageSerializer):

@@ -137,15 +137,13 @@ class WidgetSessionViewSet(viewsets.GenericViewSet):
     def message_create(self, request, pk=None):
         query = ExternalIdQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        conversation = selectors.conversation_visible_get(
-            principal=request.user,
-            conversation_id=pk,
-            external_id=query.validated_data.get("externalId"),
-        )
         data = MessageInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         message = services.message_post_contact(
-            principal=request.user, conversation=conversation, text=data.validated_data["text"]
+            principal=request.user,
+            conversation_id=pk,
+            external_id=query.validated_data.get("externalId"),
+            text=data.validated_data["text"],
         )
         return Response(WidgetMessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
 

@@ -11,6 +11,12 @@ from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from contacts.models import Contact, Device
+from contacts.services import (
+    AuthMethod,
+    VerifiedProfile,
+    VerifiedProof,
+    contact_verified_sign_in,
+)
 from identity.services import api_key_create, api_key_revoke, signing_secret_create_shared
 from tests.contacts.conftest import mint, widget_client
 from tests.factories import OrganizationFactory
@@ -227,6 +233,36 @@ def test_authenticate_user_query_budget(org, django_assert_max_num_queries):
 
     with django_assert_max_num_queries(8):
         assert authenticate(client, {"email": "a@b.test", "user_id": "u"}).status_code == 201
+
+
+def test_a_returning_user_is_one_match_query_and_a_narrow_update(org, django_assert_num_queries):
+    client = backend(key_for(org))
+    authenticate(client, {"email": "a@b.test", "user_id": "u"})  # first sign-in, key stamped
+
+    # the key, both identity keys in one locked match, the contact's UPDATE, the device INSERT;
+    # plus the transaction's savepoint and its release
+    with django_assert_num_queries(6) as captured:
+        response = authenticate(client, {"email": "a@b.test", "user_id": "u", "name": "A"})
+
+    assert response.status_code == 201
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert [q.split()[0].upper() for q in sql].count("SELECT") == 2
+    (update,) = [q for q in sql if q.upper().startswith("UPDATE")]
+    assert "non_verified_custom_data" not in update and '"trust"' not in update
+
+
+def test_users_without_an_email_are_not_matched_to_each_other(org):
+    proof = VerifiedProof(method=AuthMethod.CUSTOM_JWT, key_id="k1", token_claims={})
+
+    first = contact_verified_sign_in(
+        org=org, profile=VerifiedProfile(email="", user_id="a"), proof=proof
+    )
+    second = contact_verified_sign_in(
+        org=org, profile=VerifiedProfile(email="", user_id="b"), proof=proof
+    )
+
+    assert first.contact.pk != second.contact.pk
+    assert Contact.objects.filter(org=org, trust="verified").count() == 2
 
 
 def test_verified_token_cannot_mint_browser_details(org):

@@ -1,6 +1,7 @@
 """Anonymous and non-verified visitors: /widget/config, /contacts/unverified, /me and /logout."""
 
 import os
+import time
 from datetime import timedelta
 
 import jwt
@@ -8,11 +9,14 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+from django_redis import get_redis_connection
 
 from contacts.api.throttles import AnonymousMintIpThrottle, AnonymousMintWidgetThrottle
 from contacts.models import Contact, Device
 from contacts.services import contact_token_issue
+from identity import widget_cache
 from identity.tokens import contact_token_mint
+from identity.widget_cache import widget_config_cache_key
 from tests.conftest import PASSWORD
 from tests.contacts.conftest import mint, widget_client
 from tests.factories import DeviceFactory, OrganizationFactory, VerifiedContactFactory
@@ -69,6 +73,38 @@ def test_warm_config_makes_no_query(widget, django_assert_num_queries):
         response = widget.get("/widget/config")
 
     assert response.status_code == 200
+
+
+def test_warm_config_skips_the_shared_cache_within_the_local_ttl(widget, monkeypatch, settings):
+    # given: a process memo of 5 s, warmed by one request
+    settings.WIDGET_ORG_LOCAL_CACHE_SECONDS = 5
+    widget.get("/widget/config")
+    shared_reads = []
+    real_get = cache.get
+    monkeypatch.setattr(cache, "get", lambda *a, **k: shared_reads.append(a) or real_get(*a, **k))
+
+    # when
+    response = widget.get("/widget/config")
+
+    # then: no round trip to the shared cache (Redis in production)
+    assert response.status_code == 200
+    assert not [key for key in shared_reads if str(key[0]).startswith("widget-org:")]
+
+
+def test_another_process_sees_a_settings_change_once_its_local_ttl_passes(
+    widget, org, monkeypatch, settings
+):
+    # given: this process memoized the org; "another server" changed it and dropped the shared cache
+    settings.WIDGET_ORG_LOCAL_CACHE_SECONDS = 5
+    assert widget.get("/widget/config").json()["collectUserData"] is False
+    type(org).objects.filter(pk=org.pk).update(collect_user_data=True)
+    cache.delete(widget_config_cache_key(org.widget_token))
+
+    # then: the memo holds within its TTL, and the change shows once it has passed
+    assert widget.get("/widget/config").json()["collectUserData"] is False
+    later = time.monotonic() + 6
+    monkeypatch.setattr(widget_cache.time, "monotonic", lambda: later)
+    assert widget.get("/widget/config").json()["collectUserData"] is True
 
 
 def test_config_cache_is_invalidated_when_an_operator_changes_settings(
@@ -491,6 +527,6 @@ def test_the_cache_is_redis_when_redis_url_is_set():
     if not os.environ.get("REDIS_URL"):
         pytest.skip("REDIS_URL is not set")
 
-    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache"
     cache.set("redis-probe", "here", timeout=10)
-    assert cache._cache.get_client(write=False).exists(cache.make_and_validate_key("redis-probe"))
+    assert get_redis_connection("default").exists(cache.client.make_key("redis-probe"))

@@ -1,6 +1,7 @@
 """Every list answers in a fixed number of queries, whether it holds 1 row or 10."""
 
 import pytest
+from django.db import connection
 
 from identity.models import ApiKey
 from tests.conversations.conftest import api_key_client
@@ -135,3 +136,24 @@ def test_agent_thread_queries_are_constant(org, agent_client, django_assert_num_
         ),
         add_rows=add_rows,
     )
+
+
+def test_posting_a_message_is_a_fixed_number_of_queries(anonymous, django_assert_num_queries):
+    conversation = ConversationFactory(contact=anonymous.contact, device=anonymous.device)
+    path = f"/widget/sessions/{conversation.id}/messages"
+    anonymous.client.post(path, {"text": "warm"}, format="json")
+    MessageFactory.create_batch(10, conversation=conversation)
+
+    # device + contact, the visible conversation locked in the same query, the insert, the
+    # conversation's last_message_at; plus the transaction's savepoint and its release
+    with django_assert_num_queries(6) as captured:
+        response = anonymous.client.post(path, {"text": "hello"}, format="json")
+
+    assert response.status_code == 201, response.content
+    statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
+    assert statements.count("SELECT") == 2
+    assert statements.count("INSERT") == 1
+    assert statements.count("UPDATE") == 1
+    if connection.vendor == "postgresql":
+        locks = [q["sql"] for q in captured.captured_queries if "FOR UPDATE" in q["sql"]]
+        assert len(locks) == 1 and '"conversations_conversation"."contact_id"' in locks[0]

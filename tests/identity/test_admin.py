@@ -12,8 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from contacts.models import Contact
 from contacts.services import sender_auth_info_build
 from identity.models import ApiKey, AuditEvent, Membership, SigningSecret
-from identity.services import api_key_create, widget_config_cache_key
+from identity.services import api_key_create
 from identity.tokens import api_key_matches
+from identity.widget_cache import widget_config_cache_key
 from tests.conftest import PASSWORD
 from tests.factories import (
     ContactFactory,

@@ -1,0 +1,51 @@
+"""Where the org behind a widget token is cached: a per-process memo in front of the shared cache.
+
+Every widget request needs the org its widget token identifies, so the lookup is cached in two
+layers. Each process keeps what it looked up for `WIDGET_ORG_LOCAL_CACHE_SECONDS` (a few seconds):
+a Redis GET costs more than the rest of /widget/config. Behind it, the shared cache (Redis in
+production) holds the org for five minutes. A change made through the services (settings, token
+rotation) forgets both layers in the process that made it and the shared layer everywhere, so other
+processes see it within the local TTL.
+"""
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+SHARED_SECONDS = 300
+MEMO_MAX = 1024
+
+# widget token -> (monotonic expiry, org); plain dict operations are atomic under the GIL.
+_memo: dict[str, tuple[float, object]] = {}
+
+
+def widget_config_cache_key(widget_token: str) -> str:
+    return f"widget-org:{widget_token}"
+
+
+def memo_get(widget_token: str):
+    hit = _memo.get(widget_token)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    return None
+
+
+def memo_put(widget_token: str, org) -> None:
+    seconds = settings.WIDGET_ORG_LOCAL_CACHE_SECONDS
+    if seconds <= 0:
+        return
+    if len(_memo) >= MEMO_MAX:
+        _memo.clear()
+    _memo[widget_token] = (time.monotonic() + seconds, org)
+
+
+def widget_org_forget(widget_token: str) -> None:
+    """Drop a widget token's org from this process's memo and from the shared cache."""
+    _memo.pop(widget_token, None)
+    cache.delete(widget_config_cache_key(widget_token))
+
+
+def memo_clear() -> None:
+    """Forget every memoized org of this process (tests, and after bulk changes)."""
+    _memo.clear()
