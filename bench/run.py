@@ -499,10 +499,18 @@ def costs_attach(results: list[Result], *, env: dict[str, str], tmp: Path, calls
             ]
         )
     )
-    output = run([sys.executable, str(BENCH / "cost.py"), str(spec), str(calls)], env=env)
+    command = [sys.executable, str(BENCH / "cost.py"), str(spec), str(calls)]
+    if env.get("BENCH_PYSPY"):
+        # Sampling profile of the cost run (py-spy, no tracing overhead): collapsed stacks.
+        spy = Path(sys.executable).with_name("py-spy")
+        command = [str(spy), "record", "-r", "1000", "-f", "raw", "-o", env["BENCH_PYSPY"], "--"]
+        command += [sys.executable, str(BENCH / "cost.py"), str(spec), str(calls)]
+    output = run(command, env=env)
     if env.get("BENCH_PROFILE"):
         sys.stdout.write((tmp / "profile.txt").read_text())
-    by_name = {cost["name"]: cost for cost in json.loads(output.splitlines()[-1])}
+    # The costs are the last JSON line (py-spy, when it wraps the run, prints after it).
+    costs_line = next(line for line in reversed(output.splitlines()) if line.startswith("["))
+    by_name = {cost["name"]: cost for cost in json.loads(costs_line)}
     for result in measured:
         cost = by_name.get(result.route.name)
         if cost:
