@@ -503,7 +503,7 @@ def costs_attach(results: list[Result], *, env: dict[str, str], tmp: Path, calls
     if env.get("BENCH_PYSPY"):
         # Sampling profile of the cost run (py-spy, no tracing overhead): collapsed stacks.
         spy = Path(sys.executable).with_name("py-spy")
-        command = [str(spy), "record", "--nonblocking", "-r", "250", "-f", "raw"]
+        command = [str(spy), "record", "--nonblocking", "-r", "1000", "-f", "raw"]
         command += ["-o", env["BENCH_PYSPY"], "--"]
         command += [sys.executable, str(BENCH / "cost.py"), str(spec), str(calls)]
     output = run(command, env=env)

@@ -1,6 +1,7 @@
 """Summarise a py-spy profile of `bench/cost.py`: where each request's time goes.
 
-    BENCH_PYSPY=/tmp/stacks.txt .venv/bin/python bench/run.py --only me --cost-calls 3000
+    BENCH_PYSPY=/tmp/stacks.txt BENCH_COST_ONLY=/widget/me \
+        .venv/bin/python bench/run.py --only me --duration 1 --cost-calls 5000 --no-report
     .venv/bin/python bench/stacks.py /tmp/stacks.txt
 
 py-spy samples the cost run (`record -f raw`: one line per distinct stack with its sample count)

@@ -9,6 +9,7 @@ processes see it within the local TTL.
 """
 
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
@@ -16,8 +17,9 @@ from django.core.cache import cache
 SHARED_SECONDS = 300
 MEMO_MAX = 1024
 
-# widget token -> (monotonic expiry, org); plain dict operations are atomic under the GIL.
-_memo: dict[str, tuple[float, object]] = {}
+# widget token -> (monotonic expiry, org, values derived from that org); plain dict operations are
+# atomic under the GIL.
+_memo: dict[str, tuple[float, object, dict]] = {}
 
 
 def widget_config_cache_key(widget_token: str) -> str:
@@ -37,7 +39,23 @@ def memo_put(widget_token: str, org) -> None:
         return
     if len(_memo) >= MEMO_MAX:
         _memo.clear()
-    _memo[widget_token] = (time.monotonic() + seconds, org)
+    _memo[widget_token] = (time.monotonic() + seconds, org, {})
+
+
+def memo_derived(org, name: str, compute: Callable[[], object]):
+    """A value computed from a memoised org (its rendered public config), once per memo entry.
+
+    Only for the very org instance the memo holds, which nobody mutates: when the settings change,
+    a fresh instance replaces it and the derived values go with the old one. For any other instance
+    (memo off, or an org read elsewhere) `compute` simply runs.
+    """
+    hit = _memo.get(org.widget_token)
+    if hit is None or hit[1] is not org or hit[0] <= time.monotonic():
+        return compute()
+    derived = hit[2]
+    if name not in derived:
+        derived[name] = compute()
+    return derived[name]
 
 
 def widget_org_forget(widget_token: str) -> None:

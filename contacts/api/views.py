@@ -24,6 +24,7 @@ from contacts.api.throttles import (
     AnonymousMintWidgetThrottle,
     AuthenticateUserKeyThrottle,
 )
+from identity import widget_cache
 from identity.api.access import api_key_scope_require
 from identity.api.authentication import ApiKeyAuthentication
 from identity.models import ApiKey
@@ -46,7 +47,12 @@ class WidgetViewSet(viewsets.ViewSet):
     )
     @action(detail=False, methods=["get"])
     def config(self, request):
-        return Response(WidgetConfigOutputSerializer(request.user.org).data)
+        org = request.user.org
+        # Rendered once per memoised org (identity.widget_cache): the hottest widget route.
+        data = widget_cache.memo_derived(
+            org, "config", lambda: WidgetConfigOutputSerializer(org).data
+        )
+        return Response(data)
 
     @extend_schema(
         parameters=[WIDGET_TOKEN],

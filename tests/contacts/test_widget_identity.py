@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from django_redis import get_redis_connection
 
+from contacts.api.serializers import WidgetConfigOutputSerializer
 from contacts.api.throttles import AnonymousMintIpThrottle, AnonymousMintWidgetThrottle
 from contacts.models import Contact, Device
 from contacts.services import contact_token_issue
@@ -89,6 +90,43 @@ def test_warm_config_skips_the_shared_cache_within_the_local_ttl(widget, monkeyp
     # then: no round trip to the shared cache (Redis in production)
     assert response.status_code == 200
     assert not [key for key in shared_reads if str(key[0]).startswith("widget-org:")]
+
+
+def test_warm_config_is_rendered_once_per_memoised_org(widget, monkeypatch, settings):
+    # given: a process memo, warmed by one request
+    settings.WIDGET_ORG_LOCAL_CACHE_SECONDS = 5
+    first = widget.get("/widget/config").json()
+    renders = []
+    real = WidgetConfigOutputSerializer.to_representation
+    monkeypatch.setattr(
+        WidgetConfigOutputSerializer,
+        "to_representation",
+        lambda self, org: renders.append(org) or real(self, org),
+    )
+
+    # when
+    again = [widget.get("/widget/config").json() for _ in range(3)]
+
+    # then: the same body, rendered by nobody
+    assert again == [first] * 3
+    assert renders == []
+
+
+def test_memo_derived_computes_for_an_org_the_memo_does_not_hold(org, settings):
+    settings.WIDGET_ORG_LOCAL_CACHE_SECONDS = 5
+    widget_cache.memo_put(org.widget_token, org)
+    other_instance = type(org).objects.get(pk=org.pk)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    assert widget_cache.memo_derived(org, "n", compute) == 1
+    assert widget_cache.memo_derived(org, "n", compute) == 1
+    assert widget_cache.memo_derived(other_instance, "n", compute) == 2
+    widget_cache.widget_org_forget(org.widget_token)
+    assert widget_cache.memo_derived(org, "n", compute) == 3
 
 
 def test_another_process_sees_a_settings_change_once_its_local_ttl_passes(
