@@ -1,10 +1,15 @@
 """Liveness and readiness probes."""
 
+from django.core.cache import cache
 from django.db import DatabaseError, connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.response import Response
+
+from config.exceptions import CACHE_ERRORS
+
+READYZ_CACHE_KEY = "readyz:probe"
 
 _STATUS = inline_serializer("HealthStatus", {"status": serializers.CharField()})
 
@@ -23,10 +28,18 @@ def healthz(request):
 @authentication_classes([])
 @permission_classes([])
 def readyz(request):
-    """Ready to serve: the database answers."""
+    """Ready to serve: the database and the shared cache answer.
+
+    Throttles, lockouts and token replay checks need the cache (Redis in production), and without
+    it those routes answer 503; a load balancer should stop sending traffic here either way.
+    """
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError:
         return Response({"status": "database unavailable"}, status=503)
+    try:
+        cache.get(READYZ_CACHE_KEY)
+    except CACHE_ERRORS:
+        return Response({"status": "cache unavailable"}, status=503)
     return Response({"status": "ok"})

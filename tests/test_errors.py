@@ -4,6 +4,8 @@ import json
 
 import pytest
 from django.db import connection
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rest_framework.exceptions import PermissionDenied
 
 from config.exceptions import exception_handler
@@ -153,6 +155,37 @@ def test_readyz_is_503_when_the_database_fails(client, monkeypatch):
 
     assert response.status_code == 503
     assert response.json() == {"status": "database unavailable"}
+
+
+@pytest.mark.parametrize("error", [RedisConnectionError, ConnectionInterrupted])
+def test_readyz_is_503_when_the_shared_cache_fails(client, monkeypatch, error):
+    def refuse(*args, **kwargs):
+        raise error("Connection refused")
+
+    monkeypatch.setattr("config.views.cache.get", refuse)
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "cache unavailable"}
+
+
+def test_readyz_is_503_when_redis_refuses_connections(client, settings):
+    # given: the cache is a real django-redis client pointed at a port nobody listens on
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        }
+    }
+
+    # when
+    response = client.get("/readyz")
+
+    # then
+    assert response.status_code == 503
+    assert response.json() == {"status": "cache unavailable"}
 
 
 def test_openapi_schema_is_served(client):
