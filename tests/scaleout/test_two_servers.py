@@ -2,8 +2,9 @@
 
 Each test acts on server A and checks server B right after, with no waiting: logouts, key
 revocations, sign-in lockouts and spent `jti`s live in the shared database or the shared cache,
-never in one process. Runs only where both are shared (PostgreSQL and REDIS_URL); CI runs it with
-`-m two_servers`.
+never in one process. The one deliberate exception is the public widget token, whose org each
+server memoises for a few seconds: its rotation reaches B within that TTL. Runs only where both
+are shared (PostgreSQL and REDIS_URL); CI runs it with `-m two_servers`.
 """
 
 import contextlib
@@ -43,6 +44,8 @@ LOCKOUT_MAX_FAILURES = 5
 START_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 10
 REQUEST_TIMEOUT_SECONDS = 15
+# Each server memoises a widget token's org this long (docs/decisions.md, issue #9).
+WIDGET_ORG_LOCAL_CACHE_SECONDS = 2
 
 UNAUTHENTICATED = {
     "error": {
@@ -165,6 +168,7 @@ def _server_env() -> dict[str, str]:
         "LOCKOUT_IP_MAX_FAILURES": "20",
         "LOCKOUT_WINDOW_SECONDS": "900",
         "LOG_LEVEL": "WARNING",
+        "WIDGET_ORG_LOCAL_CACHE_SECONDS": str(WIDGET_ORG_LOCAL_CACHE_SECONDS),
     }
 
 
@@ -402,3 +406,35 @@ def test_a_custom_token_used_on_one_server_is_refused_as_a_replay_on_the_other(s
     assert replay.body == {**UNAUTHENTICATED, "success": False}
     assert Contact.objects.filter(org=org, trust=Contact.Trust.VERIFIED).count() == 1
     assert Device.objects.filter(org=org).count() == 1
+
+
+def test_a_rotated_widget_token_is_refused_on_the_other_server_within_its_memo_ttl(
+    servers, org, member
+):
+    # given: both servers serve the widget under its current token
+    a, b = servers
+    old = {"X-Widget-Token": org.widget_token}
+    assert a.request("GET", "/widget/config", headers=old).status == 200
+    assert b.request("GET", "/widget/config", headers=old).status == 200
+    owner_tokens = sign_in(a, member("owner").email)
+    assert owner_tokens.status == 200, owner_tokens.body
+
+    # when: the owner rotates the token on A
+    rotated = a.request(
+        "POST",
+        f"/api/v1/orgs/{org.id}/widget-settings/rotate-token",
+        headers=bearer(owner_tokens.body["access"]),
+    )
+    rotated_at = time.monotonic()
+
+    # then: A refuses the old token at once, B once its memo of the org has expired
+    assert rotated.status == 200, rotated.body
+    assert a.request("GET", "/widget/config", headers=old).status == 401
+    while b.request("GET", "/widget/config", headers=old).status != 401:
+        assert time.monotonic() - rotated_at < WIDGET_ORG_LOCAL_CACHE_SECONDS + 1, (
+            "B still accepts the rotated-away widget token after its memo TTL"
+        )
+        time.sleep(0.1)
+    new = {"X-Widget-Token": rotated.body["widgetToken"]}
+    assert a.request("GET", "/widget/config", headers=new).status == 200
+    assert b.request("GET", "/widget/config", headers=new).status == 200
