@@ -75,7 +75,7 @@ def message_post_contact(
     )
     return _message_append(
         conversation=conversation,
-        locked=True,
+        already_locked=True,
         sender_kind=Message.SenderKind.CONTACT,
         text=text,
         sender_contact=principal.contact,
@@ -274,11 +274,17 @@ def _text_clean(text: str) -> str:
 
 
 def _message_append(
-    *, conversation: Conversation, sender_kind: str, text: str, locked: bool = False, **sender
+    *,
+    conversation: Conversation,
+    sender_kind: str,
+    text: str,
+    already_locked: bool = False,
+    **sender,
 ) -> Message:
-    """Append a message; `locked` says the caller already holds the conversation's row lock."""
+    """Append a message; `already_locked`: the caller holds the conversation's row lock (and
+    `conversation` is the row it read with it)."""
     text = _text_clean(text)
-    locked = conversation if locked else _conversation_lock(conversation)
+    locked = conversation if already_locked else _conversation_lock(conversation)
     if locked.status == Conversation.Status.CLOSED:
         raise ConversationClosed()
     now = timezone.now()
