@@ -502,6 +502,9 @@ def foreign_keys_check() -> None:
         "messages without conversation": "SELECT count(*) FROM conversations_message m "
         "WHERE NOT EXISTS (SELECT 1 FROM conversations_conversation v "
         "WHERE v.id = m.conversation_id)",
+        "conversations whose last message is not their newest": "SELECT count(*) FROM "
+        "conversations_conversation v WHERE v.last_message_id IS DISTINCT FROM "
+        "(SELECT max(m.id) FROM conversations_message m WHERE m.conversation_id = v.id)",
     }
     with psycopg.connect(DSN) as conn:
         conn.execute("SET work_mem = '256MB'")
@@ -640,7 +643,7 @@ def progress(label: str, done: int, total: int) -> None:
 
 CONVERSATION_COLUMNS = (
     "id, org_id, contact_id, device_id, created_verified, external_id, status, assignee_id, "
-    "fields, sender_auth_info, created_at, last_message_at, closed_at"
+    "fields, sender_auth_info, created_at, last_message_at, closed_at, last_message_id"
 )
 MESSAGE_COLUMNS = (
     "id, org_id, conversation_id, sender_kind, sender_user_id, sender_contact_id, "
@@ -748,7 +751,8 @@ def conversations_copy(
                     f"{conversation_id}\t{org_id}\t{contact_id}\t{device_id}\t"
                     f"{'t' if level == 'verified' else 'f'}\t{external_id}\t"
                     f"{'closed' if closed else 'open'}\t{agent_id if n % 2 else NULL}\t{{}}\t"
-                    f"{info}\t{created_text}\t{ts(at)}\t{ts(at + 600) if closed else NULL}\n"
+                    f"{info}\t{created_text}\t{ts(at)}\t{ts(at + 600) if closed else NULL}\t"
+                    f"{message_id if counts[n] else NULL}\n"
                 )
                 if len(conv_rows) >= ROWS_PER_WRITE:
                     conv_copy.write("".join(conv_rows))

@@ -82,7 +82,7 @@ def seed_conversations(*, org: Organization, agent_user: User) -> None:
         for offset, (kind, text) in enumerate(thread["lines"]):
             at = created_at + timedelta(minutes=offset + 1)
             from_contact = kind == Message.SenderKind.CONTACT
-            Message.objects.create(
+            conversation.last_message = Message.objects.create(
                 org=org,
                 conversation=conversation,
                 sender_kind=kind,
@@ -93,7 +93,7 @@ def seed_conversations(*, org: Organization, agent_user: User) -> None:
                 created_at=at,
             )
             conversation.last_message_at = at
-        conversation.save(update_fields=["last_message_at"])
+        conversation.save(update_fields=["last_message_at", "last_message"])
 
 
 def _demo_contact(*, org: Organization, thread: dict, api_key: ApiKey | None) -> Contact:

@@ -40,6 +40,11 @@ class Conversation(models.Model):
     sender_auth_info = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_message_at = models.DateTimeField(default=timezone.now)
+    # The newest message, set in the same transaction as its INSERT by the services that append
+    # one, so the history and the inbox show it with a join instead of a subquery per row.
+    last_message = models.ForeignKey(
+        "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -2,7 +2,7 @@
 
 import uuid
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import F, QuerySet
 
 from config.exceptions import ApplicationError, NotFound
 from contacts.models import Contact
@@ -120,12 +120,11 @@ def messages_for_conversation(
 
 
 def _with_last_message(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
-    # Correlated subqueries walk the (conversation, id) index backwards: one row each, one query.
-    last = Message.objects.filter(conversation=OuterRef("pk")).order_by("-pk")
+    # One LEFT JOIN on the primary key the services keep in `last_message`, in the same query.
     return conversations.annotate(
-        last_message_text=Subquery(last.values("body")[:1]),
-        last_message_sender_kind=Subquery(last.values("sender_kind")[:1]),
-        last_message_created_at=Subquery(last.values("created_at")[:1]),
+        last_message_text=F("last_message__body"),
+        last_message_sender_kind=F("last_message__sender_kind"),
+        last_message_created_at=F("last_message__created_at"),
     )
 
 

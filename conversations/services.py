@@ -122,7 +122,7 @@ def conversation_close(
     if locked.status == Conversation.Status.CLOSED:
         return locked
     now = timezone.now()
-    Message.objects.create(
+    notice = Message.objects.create(
         org=locked.org,
         conversation=locked,
         sender_kind=Message.SenderKind.SYSTEM,
@@ -133,7 +133,8 @@ def conversation_close(
     locked.status = Conversation.Status.CLOSED
     locked.closed_at = now
     locked.last_message_at = now
-    locked.save(update_fields=["status", "closed_at", "last_message_at"])
+    locked.last_message = notice
+    locked.save(update_fields=["status", "closed_at", "last_message_at", "last_message"])
     return locked
 
 
@@ -296,6 +297,6 @@ def _message_append(
         created_at=now,
         **sender,
     )
-    Conversation.objects.filter(pk=locked.pk).update(last_message_at=now)
-    conversation.last_message_at = now
+    Conversation.objects.filter(pk=locked.pk).update(last_message_at=now, last_message=message)
+    conversation.last_message_at, conversation.last_message = now, message
     return message

@@ -1,6 +1,7 @@
 """factory_boy factories for every model; tests build rows through these only."""
 
 import factory
+from django.db.models import Q
 from django.utils import timezone
 
 from contacts.models import Contact, Device
@@ -77,8 +78,17 @@ class ConversationFactory(factory.django.DjangoModelFactory):
 class MessageFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Message
+        skip_postgeneration_save = True
 
     conversation = factory.SubFactory(ConversationFactory)
     org = factory.SelfAttribute("conversation.org")
     sender_kind = Message.SenderKind.CONTACT
     body = factory.Sequence(lambda n: f"message {n}")
+
+    @factory.post_generation
+    def newest(message, create, extracted, **kwargs):
+        # As conversations.services._message_append does: the conversation points at its newest.
+        if create:
+            Conversation.objects.filter(pk=message.conversation_id).filter(
+                Q(last_message__isnull=True) | Q(last_message_id__lt=message.pk)
+            ).update(last_message=message)
