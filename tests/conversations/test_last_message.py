@@ -8,6 +8,7 @@ from conversations import services
 from conversations.data_rights import contact_erase
 from conversations.models import Conversation, Message
 from conversations.services import CLOSED_NOTICE
+from tests.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -92,3 +93,19 @@ def test_the_migration_points_each_conversation_at_its_newest_message(anonymous)
     # then
     assert Conversation.objects.get(pk=talked.pk).last_message_id == max(ids)
     assert Conversation.objects.get(pk=silent.pk).last_message_id is None
+
+
+def test_deleting_a_contact_takes_its_conversations_and_their_pointers_along(org):
+    # given: a contact with a conversation whose newest message the conversation points at
+    conversation = ConversationFactory(org=org)
+    MessageFactory(conversation=conversation)
+    MessageFactory(conversation=conversation)
+    conversation.refresh_from_db()
+    assert conversation.last_message_id is not None
+
+    # when: the contact goes (the two foreign keys between the tables point both ways)
+    conversation.contact.delete()
+
+    # then
+    assert not Conversation.objects.exists()
+    assert not Message.objects.exists()

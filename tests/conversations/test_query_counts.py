@@ -34,7 +34,7 @@ def test_widget_history_queries_are_constant(anonymous, django_assert_num_querie
             conversation = ConversationFactory(contact=anonymous.contact, device=anonymous.device)
             MessageFactory(conversation=conversation)
 
-    # device + contact, then the page with each last message as subqueries
+    # device + contact, then the page joined to each last message
     assert_constant_queries(
         django_assert_num_queries,
         queries=2,
