@@ -34,13 +34,14 @@ def organization_for_widget_token(*, widget_token: str) -> Organization | None:
     org = widget_cache.memo_get(widget_token)
     if org is not None:
         return org
-    key = widget_cache.widget_config_cache_key(widget_token)
-    org = cache.get(key)
+    org = widget_cache.shared_get(widget_token)
+    if org == widget_cache.RETIRED:
+        return None
     if org is None:
         org = Organization.objects.filter(widget_token=widget_token).first()
         if org is None:
             return None
-        cache.set(key, org, timeout=widget_cache.SHARED_SECONDS)
+        widget_cache.shared_add(widget_token, org)
     widget_cache.memo_put(widget_token, org)
     return org
 

@@ -32,7 +32,7 @@ from identity.tokens import (
     signing_secret_new,
     widget_token_new,
 )
-from identity.widget_cache import widget_org_forget
+from identity.widget_cache import widget_org_changed, widget_token_retired
 
 logger = logging.getLogger(__name__)
 
@@ -128,14 +128,15 @@ def organization_widget_token_rotate(
     audit_record(
         org=org, action=AuditEvent.Action.WIDGET_TOKEN_ROTATED, actor_user=actor_user, ip=ip
     )
-    transaction.on_commit(lambda: widget_org_forget(old))
+    transaction.on_commit(lambda: widget_token_retired(old))
     return org
 
 
 def organization_cache_invalidate(*, org: Organization) -> None:
-    """Drop the cached widget org after its settings change; call inside the write's transaction."""
-    token = org.widget_token
-    transaction.on_commit(lambda: widget_org_forget(token))
+    """Re-cache the widget org once its settings change commits; call inside the write's
+    transaction (identity.widget_cache)."""
+    org_id = org.pk
+    transaction.on_commit(lambda: widget_org_changed(org_id))
 
 
 WIDGET_SETTING_FIELDS = (

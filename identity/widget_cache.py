@@ -4,8 +4,15 @@ Every widget request needs the org its widget token identifies, so the lookup is
 layers. Each process keeps what it looked up for `WIDGET_ORG_LOCAL_CACHE_SECONDS` (a few seconds):
 a Redis GET costs more than the rest of /widget/config. Behind it, the shared cache (Redis in
 production) holds the org for five minutes. A change made through the services (settings, token
-rotation) forgets both layers in the process that made it and the shared layer everywhere, so other
-processes see it within the local TTL.
+rotation) drops the memo of the process that made it and overwrites the shared entry once the change
+has committed, so other processes see it within the local TTL.
+
+The shared entry is written two ways, so that a stale read can never outlive a change. A process
+that missed it reads the database and *adds* the org (only if the key is still absent); a committed
+change *sets* it: the org as it now is after a settings change, `RETIRED` under a rotated-away
+token. A reader that fetched the old row just before the change committed therefore either wrote
+first and is overwritten, or comes second and finds the key taken. (Deleting the entry instead
+would let that late reader put the old org back for the whole shared TTL.)
 """
 
 import time
@@ -15,6 +22,8 @@ from django.conf import settings
 from django.core.cache import cache
 
 SHARED_SECONDS = 300
+# What the shared entry of a rotated-away widget token holds until SHARED_SECONDS pass.
+RETIRED = "retired"
 MEMO_MAX = 1024
 
 # widget token -> (monotonic expiry, org, values derived from that org); plain dict operations are
@@ -58,10 +67,31 @@ def memo_derived(org, name: str, compute: Callable[[], object]):
     return derived[name]
 
 
-def widget_org_forget(widget_token: str) -> None:
-    """Drop a widget token's org from this process's memo and from the shared cache."""
+def shared_get(widget_token: str):
+    """The shared entry: an org, `RETIRED`, or None when nobody has cached this token."""
+    return cache.get(widget_config_cache_key(widget_token))
+
+
+def shared_add(widget_token: str, org) -> None:
+    """Cache an org read from the database, unless a committed change got there first."""
+    cache.add(widget_config_cache_key(widget_token), org, timeout=SHARED_SECONDS)
+
+
+def widget_org_changed(org_id) -> None:
+    """After a settings change has committed: the shared entry becomes the org as it now is."""
+    from identity.models import Organization
+
+    org = Organization.objects.filter(pk=org_id).first()
+    if org is None:
+        return
+    _memo.pop(org.widget_token, None)
+    cache.set(widget_config_cache_key(org.widget_token), org, timeout=SHARED_SECONDS)
+
+
+def widget_token_retired(widget_token: str) -> None:
+    """After a rotation has committed: the old token names no org, here and in the shared cache."""
     _memo.pop(widget_token, None)
-    cache.delete(widget_config_cache_key(widget_token))
+    cache.set(widget_config_cache_key(widget_token), RETIRED, timeout=SHARED_SECONDS)
 
 
 def memo_clear() -> None:

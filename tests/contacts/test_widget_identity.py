@@ -16,6 +16,7 @@ from contacts.api.throttles import AnonymousMintIpThrottle, AnonymousMintWidgetT
 from contacts.models import Contact, Device
 from contacts.services import contact_token_issue
 from identity import widget_cache
+from identity.selectors import organization_for_widget_token
 from identity.tokens import contact_token_mint
 from identity.widget_cache import widget_config_cache_key
 from tests.conftest import PASSWORD
@@ -125,7 +126,7 @@ def test_memo_derived_computes_for_an_org_the_memo_does_not_hold(org, settings):
     assert widget_cache.memo_derived(org, "n", compute) == 1
     assert widget_cache.memo_derived(org, "n", compute) == 1
     assert widget_cache.memo_derived(other_instance, "n", compute) == 2
-    widget_cache.widget_org_forget(org.widget_token)
+    widget_cache.memo_clear()
     assert widget_cache.memo_derived(org, "n", compute) == 3
 
 
@@ -142,6 +143,44 @@ def test_another_process_sees_a_settings_change_once_its_local_ttl_passes(
     assert widget.get("/widget/config").json()["collectUserData"] is False
     later = time.monotonic() + 6
     monkeypatch.setattr(widget_cache.time, "monotonic", lambda: later)
+    assert widget.get("/widget/config").json()["collectUserData"] is True
+
+
+def test_a_reader_that_fetched_the_org_before_a_rotation_cannot_cache_it_after(
+    org, operator_client, django_capture_on_commit_callbacks
+):
+    # given: a slow reader (another server) fetched the org under its old token from the database
+    old_token = org.widget_token
+    fetched_before = type(org).objects.get(pk=org.pk)
+
+    # when: the rotation commits, and only then the slow reader writes what it fetched
+    with django_capture_on_commit_callbacks(execute=True):
+        rotated = operator_client.post(f"/api/v1/orgs/{org.id}/widget-settings/rotate-token")
+    widget_cache.shared_add(old_token, fetched_before)
+    widget_cache.memo_clear()
+
+    # then: the old token still names no org
+    assert rotated.status_code == 200
+    assert organization_for_widget_token(widget_token=old_token) is None
+    assert widget_client(org).get("/widget/config").status_code == 401
+
+
+def test_a_reader_that_fetched_the_org_before_a_settings_change_cannot_cache_it_after(
+    widget, org, operator_client, django_capture_on_commit_callbacks
+):
+    # given: a slow reader fetched the org with its old settings
+    fetched_before = type(org).objects.get(pk=org.pk)
+
+    # when: the change commits, and only then the slow reader writes what it fetched
+    with django_capture_on_commit_callbacks(execute=True):
+        patch = operator_client.patch(
+            f"/api/v1/orgs/{org.id}/widget-settings", {"collectUserData": True}, format="json"
+        )
+    widget_cache.shared_add(org.widget_token, fetched_before)
+    widget_cache.memo_clear()
+
+    # then: every process that asks the shared cache gets the new settings
+    assert patch.status_code == 200
     assert widget.get("/widget/config").json()["collectUserData"] is True
 
 

@@ -499,7 +499,7 @@ def org_form(org, **changes) -> dict:
     return data
 
 
-def test_operator_saves_widget_settings_and_the_cached_org_is_dropped(
+def test_operator_saves_widget_settings_and_the_cached_org_is_replaced(
     operator_admin, org, django_capture_on_commit_callbacks
 ):
     # given
@@ -516,7 +516,9 @@ def test_operator_saves_widget_settings_and_the_cached_org_is_dropped(
     assert response.status_code == 302
     assert org.collect_user_data is True
     assert org.allowed_origins == ["https://shop.example.com"]
-    assert cache.get(widget_config_cache_key(org.widget_token)) is None
+    cached = cache.get(widget_config_cache_key(org.widget_token))
+    assert (cached.pk, cached.collect_user_data) == (org.pk, True)
+    assert cached.allowed_origins == ["https://shop.example.com"]
     event = AuditEvent.objects.get(action="widget_settings.changed")
     assert event.org == org
     assert event.actor_user is not None
