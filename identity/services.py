@@ -156,7 +156,7 @@ WIDGET_SETTING_FIELDS = (
 def organization_widget_settings_update(
     *, org: Organization, changes: dict, actor_user: User | None = None, ip: str = ""
 ) -> Organization:
-    """Apply validated widget-setting changes; the cached widget org is dropped on commit.
+    """Apply validated widget-setting changes; the cached widget org is replaced on commit.
 
     Audited, when anything changed, with the names of the changed settings (not their values).
     """
