@@ -24,7 +24,7 @@ def main() -> None:
     routes = json.loads(Path(sys.argv[1]).read_text())
     if only := os.environ.get("BENCH_COST_ONLY"):
         # A profile of one route alone (BENCH_PYSPY): the others, the baseline too, are not called.
-        routes = [r for r in routes if any(word in r["name"] for word in only.split(","))]
+        routes = [r for r in routes if name_matches(r["name"], only)]
     calls = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 
     import django
@@ -66,11 +66,16 @@ def main() -> None:
         for _ in range(calls):
             call(route)
         cpu_ms = (time.process_time() - started) / calls * 1000
-        if profile and any(word in route["name"] for word in profile.split(",")):
+        if profile and name_matches(route["name"], profile):
             profile_print(route["name"], lambda route=route: [call(route) for _ in range(calls)])
         costs.append({"name": route["name"], "cpu_ms": cpu_ms, "queries": len(queries)})
     json.dump(costs, sys.stdout)
     sys.stdout.write("\n")
+
+
+def name_matches(name: str, words: str) -> bool:
+    """Whether a route's name contains one of the comma-separated `words`."""
+    return any(word in name for word in words.split(","))
 
 
 def profile_print(name: str, calls) -> None:

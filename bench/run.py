@@ -503,9 +503,8 @@ def costs_attach(results: list[Result], *, env: dict[str, str], tmp: Path, calls
     if env.get("BENCH_PYSPY"):
         # Sampling profile of the cost run (py-spy, no tracing overhead): collapsed stacks.
         spy = Path(sys.executable).with_name("py-spy")
-        command = [str(spy), "record", "--nonblocking", "-r", "1000", "-f", "raw"]
-        command += ["-o", env["BENCH_PYSPY"], "--"]
-        command += [sys.executable, str(BENCH / "cost.py"), str(spec), str(calls)]
+        record = [str(spy), "record", "--nonblocking", "-r", "1000", "-f", "raw"]
+        command = [*record, "-o", env["BENCH_PYSPY"], "--", *command]
     output = run(command, env=env)
     if env.get("BENCH_PROFILE"):
         sys.stdout.write((tmp / "profile.txt").read_text())

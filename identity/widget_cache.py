@@ -21,6 +21,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.cache import cache
 
+from identity.models import Organization
+
 SHARED_SECONDS = 300
 # What the shared entry of a rotated-away widget token holds until SHARED_SECONDS pass.
 RETIRED = "retired"
@@ -79,8 +81,6 @@ def shared_add(widget_token: str, org) -> None:
 
 def widget_org_changed(org_id) -> None:
     """After a settings change has committed: the shared entry becomes the org as it now is."""
-    from identity.models import Organization
-
     org = Organization.objects.filter(pk=org_id).first()
     if org is None:
         return
