@@ -17,6 +17,8 @@ import collections
 from pathlib import Path
 
 SITE_PACKAGES = "/site-packages/"
+# The cost run's timed call; `--inside "WSGIHandler.__call__"` reads a profile of a served worker.
+REQUEST_FRAME = "main.<locals>.call "
 
 
 def frame_short(frame: str) -> str:
@@ -26,7 +28,7 @@ def frame_short(frame: str) -> str:
     return f"{name} ({location}" if location else name
 
 
-def summarise(path: Path, *, own_top: int, cumulative_top: int) -> str:
+def summarise(path: Path, *, own_top: int, cumulative_top: int, inside: str = REQUEST_FRAME) -> str:
     own: collections.Counter[str] = collections.Counter()
     cumulative: collections.Counter[str] = collections.Counter()
     total = 0
@@ -35,7 +37,7 @@ def summarise(path: Path, *, own_top: int, cumulative_top: int) -> str:
         if not stack or not count.isdigit():
             continue
         frames = [frame_short(frame) for frame in stack.split(";")]
-        if not any(frame.startswith("main.<locals>.call ") for frame in frames):
+        if not any(frame.startswith(inside) for frame in frames):
             continue  # start-up, warm-up bookkeeping, the profiler's own work
         samples = int(count)
         total += samples
@@ -58,8 +60,15 @@ def main() -> None:
     parser.add_argument("stacks", type=Path, help="py-spy record -f raw output")
     parser.add_argument("--own", type=int, default=25, help="rows of own time")
     parser.add_argument("--cumulative", type=int, default=50, help="rows of cumulative time")
+    parser.add_argument(
+        "--inside", default=REQUEST_FRAME, help="count only stacks with a frame starting so"
+    )
     args = parser.parse_args()
-    print(summarise(args.stacks, own_top=args.own, cumulative_top=args.cumulative))
+    print(
+        summarise(
+            args.stacks, own_top=args.own, cumulative_top=args.cumulative, inside=args.inside
+        )
+    )
 
 
 if __name__ == "__main__":

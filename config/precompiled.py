@@ -1,4 +1,4 @@
-"""Fixed SELECTs compiled once, for the few lookups every widget request makes.
+"""Fixed SQL compiled once, for the few lookups and writes every widget request makes.
 
 Building, compiling and hydrating an ORM query costs about 1 ms of Python CPU here, 5-10x what
 PostgreSQL spends on a primary-key join (docs/PERFORMANCE.md). For a query whose shape never
@@ -9,8 +9,9 @@ SQLite). The SQL stays plain and portable: double-quoted identifiers, `%s` place
 """
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Field, Model
 
 
@@ -72,3 +73,66 @@ class ModelRow:
                 fields.append(value)
             instances.append(model.from_db(using, attnames, fields))
         return instances
+
+
+class RowsInsert:
+    """New instances of several models written as one INSERT statement, compiled once.
+
+    On PostgreSQL every row but the last goes in a data-modifying CTE (`WITH i0 AS (INSERT …)
+    INSERT …`): one statement, so outside a transaction it commits on its own, all rows or none,
+    in one round trip instead of BEGIN, one INSERT per row and COMMIT. Other databases (SQLite)
+    get one INSERT per row inside a transaction. Each value goes through its field's `pre_save`
+    and `get_db_prep_save`, as the ORM's INSERT does. The instances must carry their primary keys
+    (UUID defaults do); Django's FKs on PostgreSQL are checked at commit, so a row may reference one
+    inserted by an earlier CTE of the same statement.
+    """
+
+    def __init__(self, *models: type[Model]):
+        self.models = models
+        self._compiled: dict[str, list[str]] = {}
+
+    def _compile(self, connection) -> list[str]:
+        quote = connection.ops.quote_name
+        statements = []
+        for model in self.models:
+            fields = model._meta.concrete_fields
+            statements.append(
+                # Identifiers from the model's own metadata, quoted; values are all parameters.
+                f"INSERT INTO {quote(model._meta.db_table)}"  # noqa: S608
+                f" ({', '.join(quote(field.column) for field in fields)})"
+                f" VALUES ({', '.join(['%s'] * len(fields))})"
+            )
+        if connection.vendor != "postgresql" or len(statements) == 1:
+            return statements
+        *ctes, last = statements
+        return ["WITH " + ", ".join(f"i{n} AS ({sql})" for n, sql in enumerate(ctes)) + f" {last}"]
+
+    def insert(self, *instances: Model, using: str = "default") -> None:
+        """INSERT `instances`, one per model in the order given; they are saved afterwards."""
+        connection = connections[using]
+        statements = self._compiled.get(connection.vendor)
+        if statements is None:
+            statements = self._compiled[connection.vendor] = self._compile(connection)
+        rows = []
+        for model, instance in zip(self.models, instances, strict=True):
+            if type(instance) is not model or instance.pk is None:
+                raise ValueError(f"expected a {model.__name__} with its primary key set")
+            rows.append(
+                [
+                    field.get_db_prep_save(field.pre_save(instance, True), connection)
+                    for field in model._meta.concrete_fields
+                ]
+            )
+        one_statement = len(statements) == 1
+        with (
+            nullcontext() if one_statement else transaction.atomic(using=using),
+            connection.cursor() as cursor,
+        ):
+            if one_statement:
+                cursor.execute(statements[0], [value for row in rows for value in row])
+            else:
+                for sql, row in zip(statements, rows, strict=True):
+                    cursor.execute(sql, row)
+        for instance in instances:
+            instance._state.adding = False
+            instance._state.db = using

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict, Unauthenticated
 from config.fields import check_custom_data
+from config.precompiled import RowsInsert
 from contacts.models import Contact, Device
 from identity.models import Organization
 from identity.selectors import custom_token_verify
@@ -110,7 +111,10 @@ def guest_name_new() -> str:
     return "guest#" + secrets.token_hex(2)
 
 
-@transaction.atomic
+# A first visit writes its contact and device in one statement (see config.precompiled).
+_NEW_IDENTITY = RowsInsert(Contact, Device)
+
+
 def contact_unverified_sign_in(
     *,
     org: Organization,
@@ -130,20 +134,59 @@ def contact_unverified_sign_in(
     fields (`name`, `email`, `non_verified_custom_data`), never in `custom_data`, `user_id` or
     `verified_at`. A verified contact's device is refused: its details come from its backend.
     """
-    has_details = bool(name or email)
     now = timezone.now()
-    if current_device is not None:
-        contact = Contact.objects.select_for_update().get(pk=current_device.contact_id)
-        if contact.is_verified:
-            raise Conflict(
-                "A verified contact's details are set by the customer's backend.",
-                code="contact_is_verified",
-            )
-        device = current_device
-    else:
+    if current_device is None:
+        # Both rows in one INSERT statement: atomic on its own, one round trip.
         contact = Contact(org=org, first_seen_at=now, name=display_name)
         device = Device(org=org, contact=contact, user_agent=user_agent[:512], created_at=now)
+        _browser_details_apply(
+            contact,
+            name=name,
+            email=email,
+            custom_data=custom_data,
+            method=method,
+            now=now,
+            first_visit=True,
+        )
+        device.last_seen_at = now
+        _NEW_IDENTITY.insert(contact, device)
+    else:
+        with transaction.atomic():
+            contact = Contact.objects.select_for_update().get(pk=current_device.contact_id)
+            if contact.is_verified:
+                raise Conflict(
+                    "A verified contact's details are set by the customer's backend.",
+                    code="contact_is_verified",
+                )
+            device = current_device
+            _browser_details_apply(
+                contact,
+                name=name,
+                email=email,
+                custom_data=custom_data,
+                method=method,
+                now=now,
+                first_visit=False,
+            )
+            contact.save()
+            device.last_seen_at = now
+            device.save()
+    token, expires_at = contact_token_issue(org=org, contact=contact, device=device)
+    return IssuedToken(token=token, expires_at=expires_at, contact=contact, device=device)
 
+
+def _browser_details_apply(
+    contact: Contact,
+    *,
+    name: str | None,
+    email: str | None,
+    custom_data: dict | None,
+    method: str,
+    now: datetime,
+    first_visit: bool,
+) -> None:
+    """Set what a browser may set on its own contact, and senderAuthInfo when that changed."""
+    has_details = bool(name or email)
     if has_details:
         contact.trust = Contact.Trust.NON_VERIFIED
     if name:
@@ -157,13 +200,8 @@ def contact_unverified_sign_in(
         contact.non_verified_custom_data = merged
     contact.last_seen_at = now
     method = method if contact.trust == Contact.Trust.NON_VERIFIED else AuthMethod.ANONYMOUS
-    if current_device is None or has_details or custom_data:
+    if first_visit or has_details or custom_data:
         contact.sender_auth_info = sender_auth_info_build(contact=contact, method=method)
-    contact.save()
-    device.last_seen_at = now
-    device.save()
-    token, expires_at = contact_token_issue(org=org, contact=contact, device=device)
-    return IssuedToken(token=token, expires_at=expires_at, contact=contact, device=device)
 
 
 @transaction.atomic
