@@ -5,9 +5,11 @@ import uuid
 
 import pytest
 from django.core.cache import cache
+from rest_framework.exceptions import Throttled
+from rest_framework.views import APIView
 
-from config.counters import counter_hit
-from identity.api.throttles import WindowRateThrottle
+from config.counters import counter_hit, counters_hit
+from identity.api.throttles import OneRoundTripThrottlesMixin, WindowRateThrottle
 
 pytestmark = pytest.mark.redis
 
@@ -77,3 +79,45 @@ def test_the_window_throttle_allows_the_rate_then_refuses_until_the_next_window(
     now[0] = 6060.0
 
     assert throttle().allow_request(None, None) is True
+
+
+def test_several_counters_in_one_call_each_count_on_their_own():
+    first, second = f"t:{uuid.uuid4()}", f"t:{uuid.uuid4()}"
+    counter_hit(first, ttl=60)
+
+    assert counters_hit([(first, 60), (second, 60)]) == [2, 1]
+    assert counters_hit([]) == []
+
+
+class _Other(_Scoped):
+    scope = "counters_test_other"
+    rate = "5/min"
+
+
+class _TwoThrottlesView(OneRoundTripThrottlesMixin, APIView):
+    throttle_classes = [_Scoped, _Other]
+
+
+def two_throttles_check(ident: str, now: float):
+    view = _TwoThrottlesView()
+    view.get_throttles = lambda: [
+        setattr(t, "ident", ident) or setattr(t, "timer", lambda: now) or t
+        for t in (_Scoped(), _Other())
+    ]
+    view.check_throttles(None)
+
+
+def test_one_round_trip_counts_every_throttle_and_waits_for_the_longest(monkeypatch):
+    ident = str(uuid.uuid4())
+    for _ in range(3):
+        two_throttles_check(ident, now=6000.0)
+
+    # when: the 3/min throttle is spent; the 5/min one still counts this request
+    with pytest.raises(Throttled) as refused:
+        two_throttles_check(ident, now=6010.0)
+
+    # then
+    assert refused.value.wait == 50
+    assert counters_hit([(f"throttle:counters_test_other:{ident}:6000", 61)]) == [
+        5
+    ]  # four requests and this probe

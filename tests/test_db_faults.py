@@ -94,7 +94,7 @@ def test_a_mint_while_redis_is_down_is_a_503_envelope_and_writes_nothing(
     def refuse(*args, **kwargs):
         raise error("Connection refused")
 
-    monkeypatch.setattr("identity.api.throttles.counter_hit", refuse)
+    monkeypatch.setattr("identity.api.throttles.counters_hit", refuse)
 
     # when
     response = mint(widget, {"name": "Jo"})

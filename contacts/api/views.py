@@ -27,6 +27,7 @@ from contacts.api.throttles import (
 from identity import widget_cache
 from identity.api.access import api_key_scope_require
 from identity.api.authentication import ApiKeyAuthentication
+from identity.api.throttles import OneRoundTripThrottlesMixin
 from identity.models import ApiKey
 
 WIDGET_TOKEN = OpenApiParameter(
@@ -35,7 +36,7 @@ WIDGET_TOKEN = OpenApiParameter(
 UNAUTHENTICATED = OpenApiResponse(description="Unknown widget token or invalid contact token")
 
 
-class WidgetViewSet(viewsets.ViewSet):
+class WidgetViewSet(OneRoundTripThrottlesMixin, viewsets.ViewSet):
     """Routes that need only the org's public widget token."""
 
     authentication_classes = [WidgetTokenAuthentication]

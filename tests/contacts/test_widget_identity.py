@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 from django_redis import get_redis_connection
+from redis.client import Pipeline
 
 from contacts.api.serializers import WidgetConfigOutputSerializer
 from contacts.api.throttles import AnonymousMintIpThrottle, AnonymousMintWidgetThrottle
@@ -580,6 +581,25 @@ def test_reuse_mint_query_budget(widget, django_assert_max_num_queries):
 
 
 # --- throttles (CI runs these again on Redis) ----------------------------------------------
+
+
+@pytest.mark.redis
+def test_minting_counts_both_of_its_throttles_in_one_redis_round_trip(widget, monkeypatch):
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("REDIS_URL is not set")
+    executed = []
+    real_execute = Pipeline.execute
+
+    def counting_execute(self, *args, **kwargs):
+        executed.append(len(self.command_stack))
+        return real_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", counting_execute)
+
+    response = mint(widget)
+
+    assert response.status_code == 201
+    assert executed == [4]  # SET NX + INCR for the IP and for the widget token
 
 
 @pytest.mark.redis
