@@ -79,6 +79,9 @@ class Result:
     # From bench/cost.py: Python CPU per request in-process, and SQL queries per request.
     cpu_ms: float | None = None
     queries: int | None = None
+    # Served: CPU per request of gunicorn's processes and of PostgreSQL's during the wrk run.
+    app_ms: float | None = None
+    db_ms: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -146,6 +149,7 @@ def main() -> int:
                 start_new_session=True,
             )
         base = f"http://{HOST}:{port}"
+        args.server_pgid = server.pid  # start_new_session: its own process group
         wait_healthy(base, server)
         routes = routes_build(base=base, demo=demo, keys=keys, sessions=args.sessions)
         baseline_route, *others = routes
@@ -462,7 +466,9 @@ def measure(
     if args.warmup:
         wrk(wrk_command(base, route, args, args.warmup), args.warmup)
     step("wrk", f"{route.name} ({seconds} s, {args.connections} connections)")
+    cpu_before = roles_cpu(args.server_pgid)
     stats = wrk(wrk_command(base, route, args, seconds), seconds)
+    cpu_spent = {role: t - cpu_before[role] for role, t in roles_cpu(args.server_pgid).items()}
     errors = stats["errors"]
     seconds = stats["duration_us"] / 1e6
     failed = errors["status"] + errors["connect"] + errors["read"] + errors["write"]
@@ -476,7 +482,35 @@ def measure(
         requests=stats["requests"],
         failed=failed,
         note=note,
+        app_ms=cpu_spent["app"] * 1000 / max(stats["requests"], 1),
+        db_ms=cpu_spent["db"] * 1000 / max(stats["requests"], 1),
     )
+
+
+def roles_cpu(server_pgid: int | None) -> dict[str, float]:
+    """CPU seconds used so far by the server's process group (gunicorn) and by PostgreSQL.
+
+    Read from /proc (user + system time of each live process); a difference over a wrk run,
+    divided by its requests, is each side's CPU per request. PostgreSQL's backends are persistent
+    connections, so none of them comes and goes during a run.
+    """
+    totals = {"app": 0.0, "db": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone since the listing
+            continue
+        command = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is stat(5)'s field 3
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        if server_pgid is not None and int(fields[2]) == server_pgid:
+            totals["app"] += cpu
+        elif command.startswith("postgres"):
+            totals["db"] += cpu
+    return totals
 
 
 def costs_attach(results: list[Result], *, env: dict[str, str], tmp: Path, calls: int) -> None:
@@ -561,6 +595,8 @@ def table_rows(results: list[Result]) -> list[list[str]]:
                 f"{result.p99_ms:.1f}" if result.measured else "—",
                 f"{result.baseline_rps:,.0f}" if result.baseline_rps else "—",
                 ratio,
+                f"{result.app_ms:.2f}" if result.app_ms is not None else "—",
+                f"{result.db_ms:.2f}" if result.db_ms is not None else "—",
                 f"{result.cpu_ms:.2f}" if result.cpu_ms is not None else "—",
                 str(result.queries) if result.queries is not None else "—",
                 f"≥ {target:.2f}" if target is not None else "—",
@@ -577,7 +613,9 @@ HEADER = [
     "p99 ms",
     "baseline req/s",
     "ratio",
-    "CPU ms/req",
+    "app CPU ms",
+    "db CPU ms",
+    "in-process CPU ms",
     "SQL",
     "target",
     "verdict",
@@ -670,7 +708,7 @@ def write_doc(
         "uncommitted changes in the working tree).",
         "",
         "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["--:"] * 8 + ["---"]) + "|",
+        "|" + "|".join(["---"] + ["--:"] * (len(HEADER) - 2) + ["---"]) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     lines += [
@@ -695,7 +733,10 @@ def write_doc(
             if args.paired_baseline
             else "- Ratio: the route's req/s over the first baseline run's."
         ),
-        f"- CPU ms/req and SQL: `bench/cost.py` calls each route {args.cost_calls} times "
+        "- app CPU ms and db CPU ms: the CPU time gunicorn's processes and PostgreSQL's "
+        "processes spent during the route's wrk run (from /proc), per request served. Their sum "
+        "against the baseline's app CPU is what the ratio measures; Redis and wrk take the rest.",
+        f"- in-process CPU ms and SQL: `bench/cost.py` calls each route {args.cost_calls} times "
         "in-process (Django's test client: full middleware, PostgreSQL and Redis, one thread) "
         "and divides its own CPU time by the calls; SQL is the queries one call makes. This "
         "barely moves with other load, unlike req/s, so compare runs on it.",

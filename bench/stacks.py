@@ -65,9 +65,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(
-        summarise(
-            args.stacks, own_top=args.own, cumulative_top=args.cumulative, inside=args.inside
-        )
+        summarise(args.stacks, own_top=args.own, cumulative_top=args.cumulative, inside=args.inside)
     )
 
 

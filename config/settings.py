@@ -95,6 +95,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+    # Server-side binding, so that the fixed statements of config.precompiled can be prepared
+    # once per connection: PostgreSQL then stops parsing and planning the few lookups every
+    # request makes. ORM queries are never prepared (their best plan can depend on the values,
+    # e.g. a LIKE prefix). Behind pgbouncer in transaction mode older than 1.21 (or without
+    # max_prepared_statements) set DATABASE_PREPARED_STATEMENTS=false (docs/deploy.md).
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+        DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
 # The test runner's database (default: "test_" + the name); set it so two runs can share a server.
 if TEST_DATABASE_NAME := env.str("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": TEST_DATABASE_NAME}

@@ -4,21 +4,25 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
 
 from contacts.models import Contact
+from contacts.selectors import _PRINCIPAL_ROW
 from identity.models import Membership, Organization, User
 from identity.tokens import derive_key
+from tests.factories import DeviceFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_settings(env: dict) -> subprocess.CompletedProcess:
-    code = (
+def run_settings(env: dict, code: str | None = None) -> subprocess.CompletedProcess:
+    code = code or (
         "import django, json; from django.conf import settings; django.setup(); "
         "print(json.dumps({'debug': settings.DEBUG, 'db': settings.DATABASES['default']['ENGINE'],"
         " 'cache': settings.CACHES['default']['BACKEND'], 'ssl': settings.SECURE_SSL_REDIRECT,"
@@ -74,6 +78,37 @@ def test_database_and_redis_urls_switch_backends():
     assert parsed["db"] == "django.db.backends.postgresql"
     assert parsed["cache"] == "django_redis.cache.RedisCache"
     assert parsed["proxies"] == 2
+
+
+def test_postgresql_binds_server_side_unless_switched_off():
+    code = (
+        "import django, json; from django.conf import settings; django.setup(); "
+        "print(json.dumps(settings.DATABASES['default']['OPTIONS'].get('server_side_binding')))"
+    )
+    postgres = {"DJANGO_SECRET_KEY": "k" * 50, "DATABASE_URL": "postgres://u@127.0.0.1:5432/x"}
+
+    on = run_settings(postgres, code=code)
+    off = run_settings({**postgres, "DATABASE_PREPARED_STATEMENTS": "false"}, code=code)
+
+    assert json.loads(on.stdout) is True
+    assert json.loads(off.stdout) is None
+
+
+@pytest.mark.django_db
+def test_the_precompiled_lookups_are_prepared_and_orm_queries_are_not():
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    device = DeviceFactory()
+    for _ in range(6):
+        _PRINCIPAL_ROW.fetch(device.pk, device.org_id, device.contact_id)
+        Organization.objects.filter(pk=uuid.uuid4()).exists()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+
+    assert any('FROM "contacts_device" d JOIN' in statement for statement in prepared)
+    assert not any('"identity_organization"' in statement for statement in prepared)
 
 
 def test_debug_alone_starts_without_a_secret_key():
