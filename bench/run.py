@@ -468,7 +468,7 @@ def measure(
     step("wrk", f"{route.name} ({seconds} s, {args.connections} connections)")
     cpu_before = roles_cpu(args.server_pgid)
     stats = wrk(wrk_command(base, route, args, seconds), seconds)
-    cpu_spent = {role: t - cpu_before[role] for role, t in roles_cpu(args.server_pgid).items()}
+    cpu_spent = roles_cpu_spent(cpu_before, roles_cpu(args.server_pgid))
     errors = stats["errors"]
     seconds = stats["duration_us"] / 1e6
     failed = errors["status"] + errors["connect"] + errors["read"] + errors["write"]
@@ -487,14 +487,10 @@ def measure(
     )
 
 
-def roles_cpu(server_pgid: int | None) -> dict[str, float]:
-    """CPU seconds used so far by the server's process group (gunicorn) and by PostgreSQL.
-
-    Read from /proc (user + system time of each live process); a difference over a wrk run,
-    divided by its requests, is each side's CPU per request. PostgreSQL's backends are persistent
-    connections, so none of them comes and goes during a run.
-    """
-    totals = {"app": 0.0, "db": 0.0}
+def roles_cpu(server_pgid: int | None) -> dict[int, tuple[str, float]]:
+    """CPU seconds used so far by each live process of the server's process group (role `app`,
+    gunicorn) and of PostgreSQL (role `db`), by pid, from /proc (user + system time)."""
+    processes = {}
     tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -507,10 +503,23 @@ def roles_cpu(server_pgid: int | None) -> dict[str, float]:
         fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is stat(5)'s field 3
         cpu = (int(fields[11]) + int(fields[12])) / tick
         if server_pgid is not None and int(fields[2]) == server_pgid:
-            totals["app"] += cpu
+            processes[int(entry.name)] = ("app", cpu)
         elif command.startswith("postgres"):
-            totals["db"] += cpu
-    return totals
+            processes[int(entry.name)] = ("db", cpu)
+    return processes
+
+
+def roles_cpu_spent(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds each role spent between two `roles_cpu` readings.
+
+    A process that started in between counts in full; one that ended in between (a persistent
+    connection closed at its `CONN_MAX_AGE`) is lost, so the figures can only err low, by little.
+    """
+    spent = {"app": 0.0, "db": 0.0}
+    for pid, (role, cpu) in after.items():
+        previous = before.get(pid)
+        spent[role] += cpu - (previous[1] if previous and previous[0] == role else 0.0)
+    return spent
 
 
 def costs_attach(results: list[Result], *, env: dict[str, str], tmp: Path, calls: int) -> None:
@@ -735,7 +744,9 @@ def write_doc(
         ),
         "- app CPU ms and db CPU ms: the CPU time gunicorn's processes and PostgreSQL's "
         "processes spent during the route's wrk run (from /proc), per request served. Their sum "
-        "against the baseline's app CPU is what the ratio measures; Redis and wrk take the rest.",
+        "against the baseline's app CPU is what the ratio measures; Redis and wrk take the rest. "
+        "A PostgreSQL connection closed during the run (at its `CONN_MAX_AGE`) takes its share "
+        "with it, so db CPU can err low.",
         f"- in-process CPU ms and SQL: `bench/cost.py` calls each route {args.cost_calls} times "
         "in-process (Django's test client: full middleware, PostgreSQL and Redis, one thread) "
         "and divides its own CPU time by the calls; SQL is the queries one call makes. This "
