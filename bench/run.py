@@ -734,7 +734,7 @@ def write_doc(
         f"{args.duration} s per route after {args.warmup} s of unrecorded warm-up; latency is "
         "wrk's (connection to last byte). Throttles set to 1000000/min so they never answer "
         "429; everything else is the production configuration (DEBUG off, Redis cache, "
-        "persistent PostgreSQL connections).",
+        "persistent PostgreSQL connections, the fixed hot statements prepared).",
         (
             f"- Ratio: the route's req/s over the baseline's req/s in a {args.paired_baseline} s "
             "baseline run just before it (the `baseline req/s` column), so that drifting "

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -109,6 +110,15 @@ def test_the_precompiled_lookups_are_prepared_and_orm_queries_are_not():
 
     assert any('FROM "contacts_device" d JOIN' in statement for statement in prepared)
     assert not any('"identity_organization"' in statement for statement in prepared)
+
+
+def test_env_example_lists_every_variable_the_settings_read():
+    settings_source = (ROOT / "config" / "settings.py").read_text()
+    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z0-9_]+)"', settings_source))
+    listed = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+
+    assert len(read) > 30  # the pattern still finds the settings' env calls
+    assert read - listed == set()
 
 
 def test_debug_alone_starts_without_a_secret_key():
