@@ -111,8 +111,10 @@ def guest_name_new() -> str:
     return "guest#" + secrets.token_hex(2)
 
 
-# A first visit writes its contact and device in one statement (see config.precompiled).
+# A first visit (and a first verified sign-in) writes its contact and device in one statement;
+# a verified sign-in on a known contact inserts its device the same way (config.precompiled).
 _NEW_IDENTITY = RowsInsert(Contact, Device)
+_NEW_DEVICE = RowsInsert(Device)
 
 
 def contact_unverified_sign_in(
@@ -341,10 +343,14 @@ def _verified_upsert(
     contact.sender_auth_info = sender_auth_info_build(
         contact=contact, method=proof.method, key_id=proof.key_id, token_claims=proof.token_claims
     )
-    contact.save(update_fields=None if contact._state.adding else VERIFIED_UPSERT_FIELDS)
-    device = Device.objects.create(
+    device = Device(
         org=org, contact=contact, user_agent=user_agent[:512], created_at=now, last_seen_at=now
     )
+    if contact._state.adding:
+        _NEW_IDENTITY.insert(contact, device)
+    else:
+        contact.save(update_fields=VERIFIED_UPSERT_FIELDS)
+        _NEW_DEVICE.insert(device)
     token, expires_at = contact_token_issue(org=org, contact=contact, device=device)
     return IssuedToken(token=token, expires_at=expires_at, contact=contact, device=device)
 

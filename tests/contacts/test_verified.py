@@ -228,10 +228,14 @@ def test_a_key_without_the_scope_is_403(org):
     assert Contact.objects.count() == 0
 
 
-def test_authenticate_user_query_budget(org, django_assert_max_num_queries):
+def test_authenticate_user_query_budget(org, django_assert_num_queries):
     client = backend(key_for(org))
+    # the key and its last_used_at stamp, the transaction's savepoint, the locked match, the new
+    # contact and its device (one INSERT statement on PostgreSQL; two in a savepoint on SQLite),
+    # the release
+    expected = 6 if connection.vendor == "postgresql" else 9
 
-    with django_assert_max_num_queries(8):
+    with django_assert_num_queries(expected):
         assert authenticate(client, {"email": "a@b.test", "user_id": "u"}).status_code == 201
 
 
