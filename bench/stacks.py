@@ -19,6 +19,7 @@ from pathlib import Path
 SITE_PACKAGES = "/site-packages/"
 # The cost run's timed call; `--inside "WSGIHandler.__call__"` reads a profile of a served worker.
 REQUEST_FRAME = "main.<locals>.call "
+WARMUP_FRAME = "main.<locals>.warm "
 
 
 def frame_short(frame: str) -> str:
@@ -37,8 +38,10 @@ def summarise(path: Path, *, own_top: int, cumulative_top: int, inside: str = RE
         if not stack or not count.isdigit():
             continue
         frames = [frame_short(frame) for frame in stack.split(";")]
-        if not any(frame.startswith(inside) for frame in frames):
-            continue  # start-up, warm-up bookkeeping, the profiler's own work
+        if not any(frame.startswith(inside) for frame in frames) or any(
+            frame.startswith(WARMUP_FRAME) for frame in frames
+        ):
+            continue  # start-up, warm-up, bookkeeping, the profiler's own work
         samples = int(count)
         total += samples
         own[frames[-1]] += samples
