@@ -9,10 +9,14 @@ SQLite). The SQL stays plain and portable: double-quoted identifiers, `%s` place
 """
 
 from collections.abc import Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
-from django.db import connections, transaction
+from django.db import NotSupportedError, connections, transaction
 from django.db.models import Field, Model
+
+# PostgreSQL's feature_not_supported, which is what a prepared statement whose result columns
+# changed type raises.
+STALE_PREPARED_PLAN = "0A000"
 
 
 @contextmanager
@@ -38,6 +42,29 @@ def prepared(connection):
         yield
     finally:
         raw.prepare_threshold = None
+
+
+def execute_prepared(connection, sql: str, params: list, *, fetch: bool = False):
+    """Execute one fixed statement, prepared (see `prepared`); with `fetch`, return its one row.
+
+    A migration that changes the type of a column a prepared statement returns makes PostgreSQL
+    refuse that statement from then on ("cached plan must not change result type", SQLSTATE
+    0A000) for as long as the connection lives. Outside a transaction the connection, and every
+    statement it prepared, is dropped and the statement runs once more on a new one; inside a
+    transaction the error propagates, and the rollback makes psycopg forget its prepared
+    statements.
+    """
+    for attempt in (1, 2):
+        try:
+            with connection.cursor() as cursor, prepared(connection):
+                cursor.execute(sql, params)
+                return cursor.fetchone() if fetch else None
+        except NotSupportedError as exc:
+            stale = getattr(exc.__cause__, "sqlstate", None) == STALE_PREPARED_PLAN
+            if attempt == 2 or not stale or connection.in_atomic_block:
+                raise
+            connection.close()
+    raise AssertionError("unreachable")
 
 
 class ModelRow:
@@ -83,9 +110,7 @@ class ModelRow:
             field.get_db_prep_value(value, connection, prepared=False)
             for field, value in zip(self.params, values, strict=True)
         ]
-        with connection.cursor() as cursor, prepared(connection):
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        row = execute_prepared(connection, sql, params, fetch=True)
         if row is None:
             return None
         instances = []
@@ -148,15 +173,10 @@ class RowsInsert:
                     for field in model._meta.concrete_fields
                 ]
             )
-        one_statement = len(statements) == 1
-        with (
-            nullcontext() if one_statement else transaction.atomic(using=using),
-            connection.cursor() as cursor,
-            prepared(connection),
-        ):
-            if one_statement:
-                cursor.execute(statements[0], [value for row in rows for value in row])
-            else:
+        if len(statements) == 1:
+            execute_prepared(connection, statements[0], [value for row in rows for value in row])
+        else:
+            with transaction.atomic(using=using), connection.cursor() as cursor:
                 for sql, row in zip(statements, rows, strict=True):
                     cursor.execute(sql, row)
         for instance in instances:

@@ -3,7 +3,7 @@
 import uuid
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, NotSupportedError, connection, transaction
 from django.db.models import Model
 
 from config.precompiled import RowsInsert
@@ -118,3 +118,52 @@ def test_an_instance_of_the_wrong_model_or_without_a_key_is_refused(org):
     with pytest.raises(ValueError):
         NEW_IDENTITY.insert(contact, device)
     assert not Contact.objects.exists()
+
+
+# --- prepared statements across a migration (PostgreSQL) ------------------------------------
+
+
+def device_user_agent_type(sql_type: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f'ALTER TABLE "contacts_device" ALTER COLUMN "user_agent" TYPE {sql_type}')
+
+
+@pytest.fixture
+def widened_user_agent():
+    """Change the type of a column the principal lookup returns, as a migration would."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    yield lambda: device_user_agent_type("varchar(600)")
+    device_user_agent_type("varchar(512)")
+    connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_lookup_survives_a_column_type_change(widened_user_agent):
+    # given: the principal lookup prepared on this connection
+    device = DeviceFactory()
+    assert _PRINCIPAL_ROW.fetch(device.pk, device.org_id, device.contact_id) is not None
+
+    # when: a migration changes the type of a column it returns
+    widened_user_agent()
+
+    # then: the next lookup still answers (on a new connection), and so does the one after
+    for _ in range(2):
+        loaded_device, _contact = _PRINCIPAL_ROW.fetch(device.pk, device.org_id, device.contact_id)
+        assert loaded_device.pk == device.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_transaction_the_stale_statement_fails_once_then_is_forgotten(
+    widened_user_agent,
+):
+    device = DeviceFactory()
+    _PRINCIPAL_ROW.fetch(device.pk, device.org_id, device.contact_id)
+    widened_user_agent()
+
+    # when: the stale statement runs inside a transaction, which cannot be retried
+    with pytest.raises(NotSupportedError), transaction.atomic():
+        _PRINCIPAL_ROW.fetch(device.pk, device.org_id, device.contact_id)
+
+    # then: the rollback dropped the prepared statements, so the next lookup prepares afresh
+    assert _PRINCIPAL_ROW.fetch(device.pk, device.org_id, device.contact_id) is not None
