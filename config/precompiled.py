@@ -54,20 +54,39 @@ def execute_prepared(connection, sql: str, params: list, *, fetch: bool = False)
     transaction the error propagates, and the rollback makes psycopg forget its prepared
     statements.
     """
-    for attempt in (1, 2):
-        try:
-            with connection.cursor() as cursor, prepared(connection):
-                cursor.execute(sql, params)
-                return cursor.fetchone() if fetch else None
-        except NotSupportedError as exc:
-            stale = getattr(exc.__cause__, "sqlstate", None) == STALE_PREPARED_PLAN
-            if attempt == 2 or not stale or connection.in_atomic_block:
-                raise
-            connection.close()
-    raise AssertionError("unreachable")
+    try:
+        return _execute(connection, sql, params, fetch=fetch)
+    except NotSupportedError as exc:
+        stale = getattr(exc.__cause__, "sqlstate", None) == STALE_PREPARED_PLAN
+        if not stale or connection.in_atomic_block:
+            raise
+    connection.close()
+    return _execute(connection, sql, params, fetch=fetch)
 
 
-class ModelRow:
+def _execute(connection, sql: str, params: list, *, fetch: bool):
+    with connection.cursor() as cursor, prepared(connection):
+        cursor.execute(sql, params)
+        return cursor.fetchone() if fetch else None
+
+
+class _CompiledPerVendor:
+    """SQL written once per database vendor by `_compile`, on first use."""
+
+    def __init__(self):
+        self._compiled: dict[str, object] = {}
+
+    def _compile(self, connection):
+        raise NotImplementedError
+
+    def _compiled_for(self, connection):
+        compiled = self._compiled.get(connection.vendor)
+        if compiled is None:
+            compiled = self._compiled[connection.vendor] = self._compile(connection)
+        return compiled
+
+
+class ModelRow(_CompiledPerVendor):
     """One row holding the concrete columns of several models, each under its own table alias.
 
     `sql` has a `{columns}` placeholder for the select list; `models` pairs each model with the
@@ -80,7 +99,7 @@ class ModelRow:
         self.sql = sql
         self.models = tuple(models)
         self.params = tuple(params)
-        self._compiled: dict[str, tuple[str, list]] = {}
+        super().__init__()
 
     def _compile(self, connection) -> tuple[str, list]:
         quote = connection.ops.quote_name
@@ -102,10 +121,7 @@ class ModelRow:
     def fetch(self, *values, using: str = "default") -> list[Model] | None:
         """The row's model instances, in the order of `models`; None when no row matches."""
         connection = connections[using]
-        compiled = self._compiled.get(connection.vendor)
-        if compiled is None:
-            compiled = self._compiled[connection.vendor] = self._compile(connection)
-        sql, layout = compiled
+        sql, layout = self._compiled_for(connection)
         params = [
             field.get_db_prep_value(value, connection, prepared=False)
             for field, value in zip(self.params, values, strict=True)
@@ -125,7 +141,7 @@ class ModelRow:
         return instances
 
 
-class RowsInsert:
+class RowsInsert(_CompiledPerVendor):
     """New instances of several models written as one INSERT statement, compiled once.
 
     On PostgreSQL every row but the last goes in a data-modifying CTE (`WITH i0 AS (INSERT …)
@@ -139,7 +155,7 @@ class RowsInsert:
 
     def __init__(self, *models: type[Model]):
         self.models = models
-        self._compiled: dict[str, list[str]] = {}
+        super().__init__()
 
     def _compile(self, connection) -> list[str]:
         quote = connection.ops.quote_name
@@ -160,9 +176,7 @@ class RowsInsert:
     def insert(self, *instances: Model, using: str = "default") -> None:
         """INSERT `instances`, one per model in the order given; they are saved afterwards."""
         connection = connections[using]
-        statements = self._compiled.get(connection.vendor)
-        if statements is None:
-            statements = self._compiled[connection.vendor] = self._compile(connection)
+        statements = self._compiled_for(connection)
         rows = []
         for model, instance in zip(self.models, instances, strict=True):
             if type(instance) is not model or instance.pk is None:

@@ -1,6 +1,7 @@
 """Writes for the contacts app: visitor identities, their devices, tokens and senderAuthInfo."""
 
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -137,23 +138,14 @@ def contact_unverified_sign_in(
     `verified_at`. A verified contact's device is refused: its details come from its backend.
     """
     now = timezone.now()
-    if current_device is None:
-        # Both rows in one INSERT statement: atomic on its own, one round trip.
-        contact = Contact(org=org, first_seen_at=now, name=display_name)
-        device = Device(org=org, contact=contact, user_agent=user_agent[:512], created_at=now)
-        _browser_details_apply(
-            contact,
-            name=name,
-            email=email,
-            custom_data=custom_data,
-            method=method,
-            now=now,
-            first_visit=True,
-        )
-        device.last_seen_at = now
-        _NEW_IDENTITY.insert(contact, device)
-    else:
-        with transaction.atomic():
+    first_visit = current_device is None
+    # A first visit writes both rows in one INSERT statement, atomic on its own; a returning
+    # browser locks its contact and updates both rows inside a transaction.
+    with nullcontext() if first_visit else transaction.atomic():
+        if first_visit:
+            contact = Contact(org=org, first_seen_at=now, name=display_name)
+            device = Device(org=org, contact=contact, user_agent=user_agent[:512], created_at=now)
+        else:
             contact = Contact.objects.select_for_update().get(pk=current_device.contact_id)
             if contact.is_verified:
                 raise Conflict(
@@ -161,17 +153,20 @@ def contact_unverified_sign_in(
                     code="contact_is_verified",
                 )
             device = current_device
-            _browser_details_apply(
-                contact,
-                name=name,
-                email=email,
-                custom_data=custom_data,
-                method=method,
-                now=now,
-                first_visit=False,
-            )
+        _browser_details_apply(
+            contact,
+            name=name,
+            email=email,
+            custom_data=custom_data,
+            method=method,
+            now=now,
+            first_visit=first_visit,
+        )
+        device.last_seen_at = now
+        if first_visit:
+            _NEW_IDENTITY.insert(contact, device)
+        else:
             contact.save()
-            device.last_seen_at = now
             device.save()
     token, expires_at = contact_token_issue(org=org, contact=contact, device=device)
     return IssuedToken(token=token, expires_at=expires_at, contact=contact, device=device)

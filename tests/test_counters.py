@@ -99,11 +99,12 @@ class _TwoThrottlesView(OneRoundTripThrottlesMixin, APIView):
 
 
 def two_throttles_check(ident: str, now: float):
+    throttles = [_Scoped(), _Other()]
+    for throttle in throttles:
+        throttle.ident = ident
+        throttle.timer = lambda: now
     view = _TwoThrottlesView()
-    view.get_throttles = lambda: [
-        setattr(t, "ident", ident) or setattr(t, "timer", lambda: now) or t
-        for t in (_Scoped(), _Other())
-    ]
+    view.get_throttles = lambda: throttles
     view.check_throttles(None)
 
 
