@@ -76,7 +76,7 @@ def test_database_and_redis_urls_switch_backends():
     )
 
     parsed = json.loads(result.stdout)
-    assert parsed["db"] == "django.db.backends.postgresql"
+    assert parsed["db"] == "config.postgresql"
     assert parsed["cache"] == "django_redis.cache.RedisCache"
     assert parsed["proxies"] == 2
 
