@@ -22,12 +22,13 @@ RUN DJANGO_SECRET_KEY=collectstatic-only-not-a-secret python manage.py collectst
 USER chatshield
 EXPOSE 8000
 
-# Workers come from WEB_CONCURRENCY (one per core); every other setting can be replaced by
+# Sync workers, from WEB_CONCURRENCY (one per core; docs/deploy.md says when to add more),
+# behind nginx, which buffers slow clients; every other setting can be replaced by
 # setting GUNICORN_CMD_ARGS, and FORWARDED_ALLOW_IPS names the proxies allowed to send
 # X-Forwarded-Proto (gunicorn reads both variables itself). No gunicorn access log: the app logs
 # each request as JSON without its query string (docs/deploy.md).
 ENV WEB_CONCURRENCY=2 \
-    GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000 --worker-class gthread --threads 4 --timeout 30 --graceful-timeout 30 --keep-alive 5 --max-requests 2000 --max-requests-jitter 200"
+    GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000 --worker-class sync --timeout 30 --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200"
 
 # Liveness: /healthz answers 200, asked with the first allowed host name so ALLOWED_HOSTS passes.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
