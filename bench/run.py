@@ -577,7 +577,8 @@ def verdict(result: Result) -> tuple[str, str]:
     misses = []
     target = result.route.target_ratio
     if target is not None and baseline and result.rps / baseline < target:
-        misses.append(f"ratio < {target:.2f}")
+        # Three places: a ratio shown as 0.25 may still be under 0.25.
+        misses.append(f"ratio {result.rps / baseline:.3f} < {target:.2f}")
     if result.p99_ms is not None and result.p99_ms >= P99_TARGET_MS:
         misses.append(f"p99 ≥ {P99_TARGET_MS:.0f} ms")
     if result.failed:
