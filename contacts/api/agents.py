@@ -6,13 +6,14 @@ from rest_framework.response import Response
 
 from config.fields import StrictCharField
 from config.pagination import KeysetPagination
+from config.serializers import FieldsOnceSerializer
 from contacts import selectors
 from contacts.models import Contact
 from identity.api.access import OrgScopedViewSet
 from identity.models import ApiKey
 
 
-class ContactListQuerySerializer(serializers.Serializer):
+class ContactListQuerySerializer(FieldsOnceSerializer):
     trust = serializers.ChoiceField(choices=Contact.Trust.choices, required=False)
     search = StrictCharField(
         max_length=255,
@@ -22,7 +23,7 @@ class ContactListQuerySerializer(serializers.Serializer):
     )
 
 
-class ContactListItemOutputSerializer(serializers.Serializer):
+class ContactListItemOutputSerializer(FieldsOnceSerializer):
     id = serializers.UUIDField()
     trust = serializers.ChoiceField(choices=Contact.Trust.choices)
     name = serializers.CharField()

@@ -3,10 +3,11 @@
 from rest_framework import serializers
 
 from config.fields import CustomDataField, StrictCharField, StrictEmailField, StrictURLField
+from config.serializers import FieldsOnceSerializer
 from contacts.services import AuthMethod
 
 
-class UnverifiedInputSerializer(serializers.Serializer):
+class UnverifiedInputSerializer(FieldsOnceSerializer):
     email = StrictEmailField(max_length=254, required=False, allow_blank=True)
     name = StrictCharField(max_length=200, required=False, allow_blank=True)
     customData = CustomDataField(required=False)
@@ -20,19 +21,19 @@ class UnverifiedInputSerializer(serializers.Serializer):
     )
 
 
-class ContactRefOutputSerializer(serializers.Serializer):
+class ContactRefOutputSerializer(FieldsOnceSerializer):
     id = serializers.UUIDField()
     trust = serializers.CharField()
 
 
-class UnverifiedOutputSerializer(serializers.Serializer):
+class UnverifiedOutputSerializer(FieldsOnceSerializer):
     token = serializers.CharField()
     contact = ContactRefOutputSerializer()
     externalId = serializers.CharField()
     expires_at = serializers.DateTimeField()
 
 
-class MeOutputSerializer(serializers.Serializer):
+class MeOutputSerializer(FieldsOnceSerializer):
     """The contact as the widget may see it: nothing agent-only, no custom data."""
 
     id = serializers.UUIDField()
@@ -87,7 +88,7 @@ class TiledeskVisitorSignInOutputSerializer(serializers.Serializer):
     user = TiledeskVisitorOutputSerializer()
 
 
-class HttpActionOverridesSerializer(serializers.Serializer):
+class HttpActionOverridesSerializer(FieldsOnceSerializer):
     """OpenCX's overrides for integrations' HTTP actions: stored, never used for identity."""
 
     query_params = CustomDataField(required=False)
@@ -96,7 +97,7 @@ class HttpActionOverridesSerializer(serializers.Serializer):
     headers = CustomDataField(required=False)
 
 
-class AuthenticateUserInputSerializer(serializers.Serializer):
+class AuthenticateUserInputSerializer(FieldsOnceSerializer):
     email = StrictEmailField(max_length=254)
     name = StrictCharField(max_length=200, required=False, allow_blank=True)
     user_id = StrictCharField(max_length=255, required=False, allow_blank=True)
@@ -108,11 +109,11 @@ class AuthenticateUserInputSerializer(serializers.Serializer):
     http_action_overrides = HttpActionOverridesSerializer(required=False)
 
 
-class ContactIdOutputSerializer(serializers.Serializer):
+class ContactIdOutputSerializer(FieldsOnceSerializer):
     id = serializers.UUIDField()
 
 
-class AuthenticateUserOutputSerializer(serializers.Serializer):
+class AuthenticateUserOutputSerializer(FieldsOnceSerializer):
     token = serializers.CharField(help_text="Pass it to the widget as user.token.")
     contact = ContactIdOutputSerializer()
     expires_at = serializers.DateTimeField()

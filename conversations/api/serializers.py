@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.fields import StrictCharField
+from config.serializers import FieldsOnceSerializer
 from contacts.models import Contact
 from conversations.models import MAX_MESSAGE_LENGTH, Conversation, Message
 from identity.models import User
@@ -48,11 +49,11 @@ class MessageTextField(StrictCharField):
 # --- widget -----------------------------------------------------------------------------------
 
 
-class ExternalIdQuerySerializer(serializers.Serializer):
+class ExternalIdQuerySerializer(FieldsOnceSerializer):
     externalId = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
-class ThreadQuerySerializer(serializers.Serializer):
+class ThreadQuerySerializer(FieldsOnceSerializer):
     after = serializers.IntegerField(
         min_value=0, max_value=MAX_BIGINT, required=False, help_text="Only messages after this id."
     )
@@ -69,7 +70,7 @@ class SessionCreateInputSerializer(serializers.Serializer):
     )
 
 
-class MessageInputSerializer(serializers.Serializer):
+class MessageInputSerializer(FieldsOnceSerializer):
     text = MessageTextField()
 
 
@@ -79,7 +80,7 @@ class LastMessageOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class WithLastMessageSerializer(serializers.Serializer):
+class WithLastMessageSerializer(FieldsOnceSerializer):
     """Reads the `last_message_*` annotations the list selectors add: no query per row."""
 
     last_message = serializers.SerializerMethodField()
@@ -115,7 +116,7 @@ class SessionCreatedOutputSerializer(serializers.Serializer):
     fields = serializers.DictField()
 
 
-class WidgetMessageOutputSerializer(serializers.Serializer):
+class WidgetMessageOutputSerializer(FieldsOnceSerializer):
     """A message as the visitor sees it: agents by first name only, nothing agent-only."""
 
     id = serializers.IntegerField()
@@ -132,7 +133,7 @@ class WidgetMessageOutputSerializer(serializers.Serializer):
         return message.sender_api_key.name if message.sender_api_key else None
 
 
-class WidgetMessagesOutputSerializer(serializers.Serializer):
+class WidgetMessagesOutputSerializer(FieldsOnceSerializer):
     results = WidgetMessageOutputSerializer(many=True)
 
 

@@ -1,0 +1,107 @@
+"""Serializers whose fields are built once per class (config.serializers.FieldsOnceSerializer)."""
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from rest_framework import serializers
+
+from config.serializers import FieldsOnceSerializer
+from contacts.api.serializers import AuthenticateUserInputSerializer, UnverifiedOutputSerializer
+from conversations.api.serializers import SessionOutputSerializer, WithLastMessageSerializer
+
+
+class Inner(FieldsOnceSerializer):
+    code = serializers.IntegerField(min_value=0)
+
+
+class Outer(FieldsOnceSerializer):
+    name = serializers.CharField(max_length=5)
+    inner = Inner(required=False)
+    kind = serializers.ChoiceField(choices=["a", "b"], default="a")
+
+
+def test_instances_share_one_set_of_fields_bound_to_a_template(monkeypatch):
+    # given: the class's fields already built
+    first = Outer(data={"name": "x"})
+    assert first.fields
+
+    # when: more instances are made, nothing is copied again
+    deepcopies = []
+    monkeypatch.setattr(copy, "deepcopy", lambda *a, **k: deepcopies.append(a))
+    second, third = Outer(data={"name": "y"}), Outer({"name": "z"})
+
+    # then: they use the same field objects, bound to neither of them
+    assert second.fields is first.fields is third.fields
+    assert deepcopies == []
+    template = first.fields["name"].parent
+    assert template not in (first, second, third)
+    assert not hasattr(template, "initial_data") and template.instance is None
+
+
+def test_a_subclass_has_its_own_fields():
+    assert set(SessionOutputSerializer().fields) > set(WithLastMessageSerializer().fields)
+    assert set(WithLastMessageSerializer().fields) == {"last_message"}
+
+
+@pytest.mark.parametrize("kwargs", [{"context": {"org": 1}}, {"partial": True}])
+def test_context_and_partial_are_refused(kwargs):
+    # A shared field would read the template's context and partial flag, not this instance's.
+    with pytest.raises(TypeError):
+        Outer(data={"name": "x"}, **kwargs)
+
+
+def test_each_instance_keeps_its_own_errors_and_data():
+    bad = Outer(data={"name": "toolong", "inner": {"code": -1}, "kind": "c"})
+    good = Outer(data={"name": "ok", "inner": {"code": 3}})
+
+    assert not bad.is_valid()
+    assert good.is_valid(), good.errors
+
+    assert set(bad.errors) == {"name", "inner", "kind"}
+    assert "code" in bad.errors["inner"]
+    assert good.validated_data == {"name": "ok", "inner": {"code": 3}, "kind": "a"}
+    assert Outer(data={}).is_valid() is False
+
+
+def test_concurrent_validation_on_threads_never_mixes_requests():
+    def validate(n: int):
+        data = {"email": f"user{n}@example.com", "user_id": f"u{n}"}
+        if n % 3 == 0:
+            data["http_action_overrides"] = {"headers": {"n": n}}
+        if n % 5 == 0:
+            data["email"] = "not an email"
+        serializer = AuthenticateUserInputSerializer(data=data)
+        return n, serializer.is_valid(), dict(serializer.validated_data), dict(serializer.errors)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(validate, range(400)))
+
+    for n, valid, validated, errors in results:
+        assert valid == (n % 5 != 0)
+        if valid:
+            assert validated["user_id"] == f"u{n}"
+            assert validated["email"] == f"user{n}@example.com"
+            overrides = validated.get("http_action_overrides")
+            assert overrides == ({"headers": {"n": n}} if n % 3 == 0 else None)
+        else:
+            assert set(errors) == {"email"}
+
+
+def test_output_is_what_a_plain_serializer_renders():
+    class Contact:
+        id = "7f1c5c52-0a53-4ad6-9f8b-6f0e3f4ae3a8"
+        trust = "anonymous"
+
+    body = {"token": "t", "contact": Contact(), "externalId": "e", "expires_at": None}
+    plain = type(
+        "Plain",
+        (serializers.Serializer,),
+        copy.deepcopy(UnverifiedOutputSerializer._declared_fields),
+    )
+
+    assert UnverifiedOutputSerializer(body).data == plain(body).data
+    assert UnverifiedOutputSerializer(body).data["contact"] == {
+        "id": Contact.id,
+        "trust": "anonymous",
+    }
