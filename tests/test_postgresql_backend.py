@@ -5,21 +5,23 @@ asks the socket first and pings only when the server has written something since
 reply, as it does when it closes a connection.
 """
 
+import os
+import resource
 import select
+import socket
 
 import pytest
 from django.core.signals import request_started
 from django.db import close_old_connections, connection, connections
 from django.db.backends.postgresql import base as django_postgresql
 
+from config.postgresql.base import _readable
 from contacts.models import Contact
 from tests.factories import DeviceFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
 
-
-@pytest.fixture(autouse=True)
-def postgresql_only():
+@pytest.fixture
+def postgresql():
     if connection.vendor != "postgresql":
         pytest.skip("the health check of persistent PostgreSQL connections")
     assert connection.settings_dict["CONN_HEALTH_CHECKS"]
@@ -28,7 +30,7 @@ def postgresql_only():
 
 
 @pytest.fixture
-def pings(monkeypatch) -> list[bool]:
+def pings(postgresql, monkeypatch) -> list[bool]:
     """Each `SELECT 1` the health check sends, with its answer."""
     sent: list[bool] = []
     ping = django_postgresql.DatabaseWrapper.is_usable
@@ -65,6 +67,7 @@ def backend_pid() -> int:
         return cursor.fetchone()[0]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_healthy_idle_connection_serves_the_next_request_without_a_ping(pings):
     device = DeviceFactory()
     pid = backend_pid()
@@ -79,6 +82,7 @@ def test_a_healthy_idle_connection_serves_the_next_request_without_a_ping(pings)
     assert backend_pid() == pid
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_connection_the_server_closed_is_replaced_before_the_request_queries(pings):
     device = DeviceFactory()
     pid = backend_pid()
@@ -93,6 +97,7 @@ def test_a_connection_the_server_closed_is_replaced_before_the_request_queries(p
     assert backend_pid() != pid
 
 
+@pytest.mark.django_db(transaction=True)
 def test_anything_else_the_server_sent_gets_the_ping(pings):
     # given: something unread on a live connection (a notification it listens to)
     with connection.cursor() as cursor:
@@ -109,3 +114,29 @@ def test_anything_else_the_server_sent_gets_the_ping(pings):
     # then: Django's ping decided, and kept the connection
     assert pings == [True]
     assert backend_pid() == pid
+
+
+@pytest.fixture
+def high_descriptor_limit():
+    """Allow descriptors past select()'s FD_SETSIZE (1024), as a busy server may have."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2100:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2100), hard))
+    yield 2048
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_socket_past_selects_descriptor_limit_is_still_read(high_descriptor_limit):
+    ours, server = socket.socketpair()
+    fd = os.dup2(ours.fileno(), high_descriptor_limit)
+    try:
+        assert not _readable(fd)
+        server.send(b"E")  # the server writes: an error message, a notification
+        assert _readable(fd)
+        ours.recv(1)
+        server.close()  # the server hangs up
+        assert _readable(fd)
+    finally:
+        os.close(fd)
+        ours.close()

@@ -23,7 +23,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if raw is None or raw.closed:
             return False
         try:
-            readable, _, _ = select.select([raw.fileno()], [], [], 0)
+            readable = _readable(raw.fileno())
         except (OSError, ValueError):
             readable = True
         return not readable or super().is_usable()
+
+
+def _readable(fd: int) -> bool:
+    """Whether `fd` has something to read (or is closed), without waiting."""
+    if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
