@@ -117,6 +117,7 @@ def secret_decrypt(ciphertext: str, *, encryption_key: str) -> str:
 CONTACT_TOKEN_TYP = "contact+jwt"  # noqa: S105 - a JOSE type name, not a credential
 CONTACT_TOKEN_ALGORITHM = "HS256"  # noqa: S105
 _CONTACT_CLAIMS = ("iss", "aud", "sub", "did", "trust", "iat", "exp", "jti")
+_CONTACT_JWT = jwt.PyJWT()
 
 
 @dataclass(frozen=True)
@@ -167,31 +168,38 @@ def contact_token_decode(
 ) -> ContactClaims:
     """Verify a contact token against the current or previous key.
 
-    Rejects every other kind of token: the `typ` header, the key (chosen by `kid`), the issuer and,
-    when `org_id` is given, the audience must all match. Raises InvalidTokenError.
+    Rejects every other kind of token: the signature, the issuer and, when `org_id` is given, the
+    audience must verify, and the header must be a contact token's naming the key that verified
+    it. The keys are tried in order, so a token signed with the current key (nearly all of them)
+    is parsed once; only a token that fails the current key's signature is tried on the next.
+    Raises InvalidTokenError.
     """
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise InvalidTokenError("malformed") from exc
-    if header.get("typ") != CONTACT_TOKEN_TYP or header.get("alg") != CONTACT_TOKEN_ALGORITHM:
+    for key in keys:
+        if not key:
+            continue
+        try:
+            decoded = _CONTACT_JWT.decode_complete(
+                token,
+                key,
+                algorithms=[CONTACT_TOKEN_ALGORITHM],
+                issuer=issuer,
+                audience=org_id,
+                options={"require": list(_CONTACT_CLAIMS), "verify_aud": org_id is not None},
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError as exc:
+            raise InvalidTokenError("invalid") from exc
+        break
+    else:
+        raise InvalidTokenError("no key verifies it")
+    header, payload = decoded["header"], decoded["payload"]
+    if (
+        header.get("typ") != CONTACT_TOKEN_TYP
+        or header.get("alg") != CONTACT_TOKEN_ALGORITHM
+        or not hmac.compare_digest(_key_id(key), str(header.get("kid")))
+    ):
         raise InvalidTokenError("wrong kind")
-    key = next(
-        (k for k in keys if k and hmac.compare_digest(_key_id(k), str(header.get("kid")))), None
-    )
-    if key is None:
-        raise InvalidTokenError("unknown key")
-    try:
-        payload = jwt.decode(
-            token,
-            key,
-            algorithms=[CONTACT_TOKEN_ALGORITHM],
-            issuer=issuer,
-            audience=org_id,
-            options={"require": list(_CONTACT_CLAIMS), "verify_aud": org_id is not None},
-        )
-    except jwt.PyJWTError as exc:
-        raise InvalidTokenError("invalid") from exc
     if not all(isinstance(payload[c], str) for c in ("aud", "sub", "did", "trust", "jti")):
         raise InvalidTokenError("malformed claims")
     return ContactClaims(

@@ -462,6 +462,8 @@ def _forged(token: str) -> str:
         "signed with the agent key",
         "customer-signed token",
         "alg none",
+        "our key, another kind",
+        "our key, another key's id",
         "unknown device",
         "trust claim says verified",
         "basic scheme",
@@ -504,6 +506,19 @@ def test_hostile_contact_tokens_all_get_the_same_401(org, agent_user, api_client
             algorithm="HS256",
         ),
         "alg none": jwt.encode(jwt.decode(good, options={"verify_signature": False}), None, "none"),
+        # Claims and signature as good as ours; only the header says what it is not.
+        "our key, another kind": jwt.encode(
+            jwt.decode(good, options={"verify_signature": False}),
+            settings.CONTACT_TOKEN_KEY,
+            "HS256",
+            headers={**jwt.get_unverified_header(good), "typ": "JWT"},
+        ),
+        "our key, another key's id": jwt.encode(
+            jwt.decode(good, options={"verify_signature": False}),
+            settings.CONTACT_TOKEN_KEY,
+            "HS256",
+            headers={**jwt.get_unverified_header(good), "kid": "0123456789ab"},
+        ),
         "unknown device": contact_token_mint(
             **{**common, "device_id": "00000000-0000-0000-0000-000000000000"},
             org_id=str(org.id),
@@ -542,7 +557,7 @@ def test_previous_contact_key_still_verifies_during_rotation(widget, org, settin
 
     # when: the key rotates and the old one is kept as previous
     settings.CONTACT_TOKEN_PREVIOUS_KEY = settings.CONTACT_TOKEN_KEY
-    settings.CONTACT_TOKEN_KEY = "a-brand-new-contact-token-key"
+    settings.CONTACT_TOKEN_KEY = "a-brand-new-contact-token-key-of-more-than-32-bytes"
     still_valid = widget_client(org, token).get("/widget/me")
     settings.CONTACT_TOKEN_PREVIOUS_KEY = ""
     dropped = widget_client(org, token).get("/widget/me")
