@@ -2,7 +2,7 @@
 
 from rest_framework.throttling import SimpleRateThrottle
 
-from config.counters import counters_hit
+from config.counters import counter_hit, counters_hit
 from config.http import client_ip
 
 
@@ -20,7 +20,10 @@ class WindowRateThrottle(SimpleRateThrottle):
 
     def allow_request(self, request, view):
         counter = self.counter(request, view)
-        return counter is None or self.allow(counters_hit([counter])[0])
+        if counter is None:
+            return True
+        key, ttl = counter
+        return self.allow(counter_hit(key, ttl=ttl))
 
     def counter(self, request, view) -> tuple[str, int] | None:
         """This request's window counter as `(key, ttl)`; None when the request is not limited."""
