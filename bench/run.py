@@ -149,22 +149,28 @@ def main() -> int:
                 start_new_session=True,
             )
         base = f"http://{HOST}:{port}"
-        args.server_pgid = server.pid  # start_new_session: its own process group
         wait_healthy(base, server)
         routes = routes_build(base=base, demo=demo, keys=keys, sessions=args.sessions)
         baseline_route, *others = routes
         if args.only:
             wanted = set(args.only.split(","))
             others = [r for r in others if wanted & set(re.split(r"[ /]", r.name))]
-        baseline = measure(base, baseline_route, args)
+        # start_new_session: the server leads its own process group, whose CPU measure() reads.
+        baseline = measure(base, baseline_route, args, server_pgid=server.pid)
         baseline.baseline_rps = baseline.rps
         results.append(baseline)
         for route in others:
             # The load on a shared machine drifts: pair each route with a fresh baseline.
             paired = baseline
             if args.paired_baseline:
-                paired = measure(base, baseline_route, args, seconds=args.paired_baseline)
-            result = measure(base, route, args)
+                paired = measure(
+                    base,
+                    baseline_route,
+                    args,
+                    server_pgid=server.pid,
+                    seconds=args.paired_baseline,
+                )
+            result = measure(base, route, args, server_pgid=server.pid)
             result.baseline_rps = paired.rps
             results.append(result)
         load = os.getloadavg()
@@ -451,7 +457,12 @@ def wrk_command(base: str, route: Route, args: argparse.Namespace, seconds: int,
 
 
 def measure(
-    base: str, route: Route, args: argparse.Namespace, seconds: int | None = None
+    base: str,
+    route: Route,
+    args: argparse.Namespace,
+    *,
+    server_pgid: int,
+    seconds: int | None = None,
 ) -> Result:
     """Probe the route once (skip it unless 2xx), warm it up, then run wrk for `seconds`."""
     seconds = seconds or args.duration
@@ -466,9 +477,9 @@ def measure(
     if args.warmup:
         wrk(wrk_command(base, route, args, args.warmup), args.warmup)
     step("wrk", f"{route.name} ({seconds} s, {args.connections} connections)")
-    cpu_before = roles_cpu(args.server_pgid)
+    cpu_before = roles_cpu(server_pgid)
     stats = wrk(wrk_command(base, route, args, seconds), seconds)
-    cpu_spent = roles_cpu_spent(cpu_before, roles_cpu(args.server_pgid))
+    cpu_spent = roles_cpu_spent(cpu_before, roles_cpu(server_pgid))
     errors = stats["errors"]
     seconds = stats["duration_us"] / 1e6
     failed = errors["status"] + errors["connect"] + errors["read"] + errors["write"]
@@ -487,7 +498,7 @@ def measure(
     )
 
 
-def roles_cpu(server_pgid: int | None) -> dict[int, tuple[str, float]]:
+def roles_cpu(server_pgid: int) -> dict[int, tuple[str, float]]:
     """CPU seconds used so far by each live process of the server's process group (role `app`,
     gunicorn) and of PostgreSQL (role `db`), by pid, from /proc (user + system time)."""
     processes = {}
@@ -502,7 +513,7 @@ def roles_cpu(server_pgid: int | None) -> dict[int, tuple[str, float]]:
         command = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is stat(5)'s field 3
         cpu = (int(fields[11]) + int(fields[12])) / tick
-        if server_pgid is not None and int(fields[2]) == server_pgid:
+        if int(fields[2]) == server_pgid:
             processes[int(entry.name)] = ("app", cpu)
         elif command.startswith("postgres"):
             processes[int(entry.name)] = ("db", cpu)
