@@ -4,7 +4,8 @@ Creates the PostgreSQL database `chatshield_bench` (dropping a leftover one), mi
 serves it with gunicorn on 127.0.0.1, drives each route with wrk, prints a table and writes it to
 docs/PERFORMANCE.md. Whatever happens, gunicorn is stopped, the database dropped and the run's
 Redis keys deleted. Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth), Redis at
-127.0.0.1:6379 and wrk. Not part of `make test`; a run takes under three minutes.
+127.0.0.1:6379 and wrk. Not part of `make test`; a run takes under three minutes. One benchmark
+runs at a time (`bench_lock`).
 """
 
 import argparse
@@ -45,6 +46,8 @@ DB_NAME = "chatshield_bench"
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 REDIS_URL = "redis://127.0.0.1:6379/5"
+# pg_try_advisory_lock's key for "a benchmark is running here" (the bytes of "chatshld").
+BENCH_LOCK_KEY = 0x63686174_73686C64
 ORG_SLUG = "bench"
 P99_TARGET_MS = 25.0
 UNLIMITED = "1000000/min"
@@ -92,6 +95,11 @@ def main() -> int:
     args = arguments()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk).")
+    with bench_lock("make bench"):
+        return bench(args)
+
+
+def bench(args: argparse.Namespace) -> int:
     # `timeout`, CI cancellations and kill send SIGTERM: unwind through the cleanup below.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
@@ -281,6 +289,34 @@ def server_environment(*, port: int, cache_prefix: str) -> dict[str, str]:
         }
     )
     return env
+
+
+@contextlib.contextmanager
+def bench_lock(what: str, *, key: int = BENCH_LOCK_KEY):
+    """Run one benchmark at a time: two would share the cores, and `make bench` its database.
+
+    A session-level PostgreSQL advisory lock on the PostgreSQL the runs share, held on its own
+    connection until the run ends; PostgreSQL releases it when that connection closes, so a run
+    that crashes or is killed never leaves it behind. A second run exits at once, before it
+    touches anything.
+    """
+    conn = psycopg.connect(PG_ADMIN_DSN, autocommit=True, application_name=f"chatshield {what}")
+    try:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+            holder = conn.execute(
+                "SELECT l.pid, a.application_name FROM pg_locks l"
+                " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+                " AND l.granted AND (l.classid::bigint << 32 | l.objid::bigint) = %s",
+                [key],
+            ).fetchone()
+            by = f" ({holder[1]}, PostgreSQL pid {holder[0]})" if holder else ""
+            sys.exit(
+                f"Another benchmark is running{by}: it holds the bench lock on {PG_ADMIN_DSN}."
+                " Wait for it to finish: two runs would share the cores and spoil each other."
+            )
+        yield
+    finally:
+        conn.close()
 
 
 def database_recreate(name: str = DB_NAME) -> None:

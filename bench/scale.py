@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import (  # noqa: E402
+    bench_lock,
     cpu_busy,
     database_drop,
     database_recreate,
@@ -249,6 +250,11 @@ class Population:
 
 def main() -> int:
     args = arguments()
+    with bench_lock("make bench-scale"):
+        return scale(args)
+
+
+def scale(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
     environment_set()
