@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict, Forbidden, NotFound
+from config.precompiled import InsertAndLink
 from contacts.models import Contact, Device
 from contacts.selectors import ContactPrincipal
 from conversations.models import MAX_MESSAGE_LENGTH, Conversation, Message
@@ -274,6 +275,12 @@ def _text_clean(text: str) -> str:
     return text
 
 
+# Every message posted is this INSERT and its conversation's UPDATE: one statement on PostgreSQL.
+_MESSAGE_APPEND = InsertAndLink(
+    Message, link=Conversation._meta.get_field("last_message"), also=["last_message_at"]
+)
+
+
 def _message_append(
     *,
     conversation: Conversation,
@@ -289,7 +296,7 @@ def _message_append(
     if locked.status == Conversation.Status.CLOSED:
         raise ConversationClosed()
     now = timezone.now()
-    message = Message.objects.create(
+    message = Message(
         org_id=locked.org_id,
         conversation=locked,
         sender_kind=sender_kind,
@@ -297,6 +304,6 @@ def _message_append(
         created_at=now,
         **sender,
     )
-    Conversation.objects.filter(pk=locked.pk).update(last_message_at=now, last_message=message)
+    _MESSAGE_APPEND.run(message, target_pk=locked.pk, last_message_at=now)
     conversation.last_message_at, conversation.last_message = now, message
     return message

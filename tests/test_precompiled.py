@@ -1,15 +1,23 @@
 """config.precompiled: the same instances the ORM would load and write, on SQLite and PostgreSQL."""
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, NotSupportedError, connection, transaction
 from django.db.models import Model
+from django.db.transaction import TransactionManagementError
 
-from config.precompiled import RowsInsert
+from config.precompiled import InsertAndLink, RowsInsert
 from contacts.models import Contact, Device
 from contacts.selectors import _PRINCIPAL_ROW
-from tests.factories import DeviceFactory, VerifiedContactFactory
+from conversations.models import Conversation, Message
+from tests.factories import (
+    ConversationFactory,
+    DeviceFactory,
+    MessageFactory,
+    VerifiedContactFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -118,6 +126,98 @@ def test_an_instance_of_the_wrong_model_or_without_a_key_is_refused(org):
     with pytest.raises(ValueError):
         NEW_IDENTITY.insert(contact, device)
     assert not Contact.objects.exists()
+
+
+# --- InsertAndLink ---------------------------------------------------------------------------
+
+APPEND = InsertAndLink(
+    Message, link=Conversation._meta.get_field("last_message"), also=["last_message_at"]
+)
+
+
+def new_message(conversation: Conversation, **fields) -> Message:
+    return Message(
+        org=conversation.org,
+        conversation=conversation,
+        sender_kind=Message.SenderKind.CONTACT,
+        sender_contact=conversation.contact,
+        **fields,
+    )
+
+
+@pytest.fixture
+def conversation() -> Conversation:
+    conversation = ConversationFactory()
+    MessageFactory(conversation=conversation)
+    return conversation
+
+
+def test_the_row_and_its_link_read_back_as_the_orm_would_have_written_them(conversation):
+    # given: a message with JSON, text and a datetime, and a later time for the conversation
+    message = new_message(
+        conversation, body="Zoë ✓", sender_auth_info={"nested": {"n": [1, 2.5, None, True]}}
+    )
+    later = message.created_at + timedelta(seconds=5)
+
+    # when
+    with transaction.atomic():
+        APPEND.run(message, target_pk=conversation.pk, last_message_at=later)
+
+    # then: the message got the database's key and reads back as it was built
+    assert isinstance(message.pk, int)
+    assert not message._state.adding and message._state.db == "default"
+    assert field_values(Message.objects.get(pk=message.pk)) == field_values(message)
+    stored = Conversation.objects.get(pk=conversation.pk)
+    assert stored.last_message_id == message.pk
+    assert stored.last_message_at == later
+    assert Message.objects.filter(conversation=conversation).count() == 2
+
+
+def test_the_insert_and_the_update_are_one_statement_on_postgresql(
+    conversation, django_assert_num_queries
+):
+    message = new_message(conversation, body="hi")
+    # Inside the test's transaction: the INSERT and the UPDATE, or the one statement doing both.
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2) as captured:
+        APPEND.run(message, target_pk=conversation.pk, last_message_at=message.created_at)
+
+    assert Conversation.objects.get(pk=conversation.pk).last_message_id == message.pk
+    if connection.vendor == "postgresql":
+        assert captured.captured_queries[0]["sql"].startswith('WITH "new" AS (INSERT INTO')
+
+
+def test_a_missing_target_raises_and_the_rollback_takes_the_insert_with_it(conversation):
+    message = new_message(conversation, body="nowhere")
+    before = Message.objects.count()
+
+    with pytest.raises(Conversation.DoesNotExist), transaction.atomic():
+        APPEND.run(message, target_pk=uuid.uuid4(), last_message_at=message.created_at)
+
+    assert Message.objects.count() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_it_refuses_and_writes_nothing(conversation):
+    message = new_message(conversation, body="unguarded")
+
+    with pytest.raises(TransactionManagementError):
+        APPEND.run(message, target_pk=conversation.pk, last_message_at=message.created_at)
+
+    assert not Message.objects.filter(body="unguarded").exists()
+
+
+def test_a_saved_instance_wrong_values_or_a_wrong_link_are_refused(conversation):
+    saved = Message.objects.filter(conversation=conversation).first()
+    message = new_message(conversation, body="x")
+    with pytest.raises(ValueError), transaction.atomic():
+        APPEND.run(saved, target_pk=conversation.pk, last_message_at=saved.created_at)
+    with pytest.raises(ValueError), transaction.atomic():
+        APPEND.run(message, target_pk=conversation.pk)
+    with pytest.raises(ValueError), transaction.atomic():
+        APPEND.run(message, target_pk=conversation.pk, last_message_at=None, status="closed")
+    with pytest.raises(ValueError):
+        InsertAndLink(Contact, link=Conversation._meta.get_field("last_message"))
+    assert not Message.objects.filter(body="x").exists()
 
 
 # --- prepared statements across a migration (PostgreSQL) ------------------------------------
