@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 
 from django.db import NotSupportedError, connections, transaction
-from django.db.models import Field, ForeignKey, Model
+from django.db.models import Field, Model
 from django.db.transaction import TransactionManagementError
 
 # PostgreSQL's feature_not_supported, which is what a prepared statement whose result columns
@@ -199,78 +199,98 @@ class RowsInsert(_CompiledPerVendor):
             instance._state.db = using
 
 
-class InsertAndLink(_CompiledPerVendor):
-    """A new row whose primary key the database assigns, and the row that links to it, together.
+class InsertAndUpdate(_CompiledPerVendor):
+    """A new row INSERTed and an existing row UPDATEd together: one statement on PostgreSQL.
 
-    `InsertAndLink(Message, link=Conversation.last_message.field, also=["last_message_at"])`
-    INSERTs a message and points its conversation's `last_message` at it (setting
-    `last_message_at` too). On PostgreSQL that is one statement, prepared (see `prepared`):
-    `WITH new AS (INSERT … RETURNING pk) UPDATE target SET link = new.pk, … FROM new WHERE
-    target.pk = %s`, one round trip instead of two. Elsewhere (SQLite), the ORM's INSERT and
-    UPDATE. Values go through each field's `pre_save` and `get_db_prep_save`, as the ORM's do.
+    `InsertAndUpdate(Message, update=Conversation, fields=["last_message_at"], link="last_message")`
+    INSERTs a message and UPDATEs its conversation's `last_message_at`, pointing `last_message`
+    at the new row. On PostgreSQL that is `WITH new AS (INSERT … RETURNING pk) UPDATE existing
+    SET …, link = new.pk FROM new WHERE existing.pk = %s`, prepared (see `prepared`): one round
+    trip instead of two, and no ORM statement to build. Elsewhere (SQLite), the ORM's INSERT
+    and UPDATE. The new row's primary key may be the database's (an AutoField, read back) or
+    its own (a UUID default). Values go through each field's `pre_save` and `get_db_prep_save`,
+    as the ORM's INSERT and `save(update_fields=…)` do.
 
-    It must run inside a transaction, which in practice holds the target's row lock: a target
-    that matched no row raises `DoesNotExist`, and the rollback takes the INSERT with it.
+    It must run inside a transaction, which in practice holds the existing row's lock: an
+    existing row that matched nothing raises `DoesNotExist`, and the rollback takes the INSERT
+    with it.
     """
 
-    def __init__(self, model: type[Model], *, link: ForeignKey, also: Sequence[str] = ()):
-        if model._meta.auto_field is None or link.related_model is not model:
-            raise ValueError(
-                f"{link} must point at {model.__name__}, whose key the database assigns"
-            )
-        self.model = model
-        self.link = link
-        self.target = link.model
-        self.also = tuple(self.target._meta.get_field(name) for name in also)
+    def __init__(
+        self,
+        insert: type[Model],
+        *,
+        update: type[Model],
+        fields: Sequence[str],
+        link: str | None = None,
+    ):
+        self.insert_model = insert
+        self.update_model = update
+        self.fields = tuple(update._meta.get_field(name) for name in fields)
+        self.link = update._meta.get_field(link) if link else None
+        if self.link is not None and self.link.related_model is not insert:
+            raise ValueError(f"{self.link} does not point at {insert.__name__}")
         super().__init__()
 
     def _compile(self, connection) -> str | None:
         if connection.vendor != "postgresql":
             return None
         quote = connection.ops.quote_name
-        model, target = self.model._meta, self.target._meta
-        columns = [field.column for field in self._inserted_fields()]
-        assignments = [f"{quote(self.link.column)} = {quote('new')}.{quote(model.pk.column)}"]
-        assignments += [f"{quote(field.column)} = %s" for field in self.also]
+        new, existing = self.insert_model._meta, self.update_model._meta
+        new_pk = f"{quote('new')}.{quote(new.pk.column)}"
+        columns = [quote(field.column) for field in self._inserted_fields()]
+        assignments = [f"{quote(field.column)} = %s" for field in self.fields]
+        if self.link is not None:
+            assignments.append(f"{quote(self.link.column)} = {new_pk}")
         # Identifiers from the models' own metadata, quoted; values are all parameters.
         return (
-            f"WITH {quote('new')} AS (INSERT INTO {quote(model.db_table)}"  # noqa: S608
-            f" ({', '.join(quote(column) for column in columns)})"
-            f" VALUES ({', '.join(['%s'] * len(columns))}) RETURNING {quote(model.pk.column)})"
-            f" UPDATE {quote(target.db_table)} SET {', '.join(assignments)} FROM {quote('new')}"
-            f" WHERE {quote(target.db_table)}.{quote(target.pk.column)} = %s"
-            f" RETURNING {quote('new')}.{quote(model.pk.column)}"
+            f"WITH {quote('new')} AS (INSERT INTO {quote(new.db_table)} ({', '.join(columns)})"  # noqa: S608
+            f" VALUES ({', '.join(['%s'] * len(columns))}) RETURNING {quote(new.pk.column)})"
+            f" UPDATE {quote(existing.db_table)} SET {', '.join(assignments)} FROM {quote('new')}"
+            f" WHERE {quote(existing.db_table)}.{quote(existing.pk.column)} = %s RETURNING {new_pk}"
         )
 
     def _inserted_fields(self) -> list[Field]:
-        return [f for f in self.model._meta.concrete_fields if f is not self.model._meta.auto_field]
+        meta = self.insert_model._meta
+        return [field for field in meta.concrete_fields if field is not meta.auto_field]
 
-    def run(self, instance: Model, *, target_pk, using: str = "default", **values) -> None:
-        """INSERT `instance` (which gets its primary key) and link row `target_pk` of the target
-        model to it, setting the `also` fields to `values`."""
+    def run(self, new: Model, existing: Model, *, using: str = "default") -> None:
+        """INSERT `new` (which gets its primary key) and UPDATE `existing`'s `fields` (and link)."""
         connection = connections[using]
-        if type(instance) is not self.model or not instance._state.adding:
-            raise ValueError(f"expected a new {self.model.__name__}")
-        if set(values) != {field.name for field in self.also}:
-            raise ValueError(f"expected values for exactly {[f.name for f in self.also]}")
+        if type(new) is not self.insert_model or not new._state.adding:
+            raise ValueError(f"expected a new {self.insert_model.__name__}")
+        if type(existing) is not self.update_model or existing._state.adding:
+            raise ValueError(f"expected a saved {self.update_model.__name__}")
         if not connection.in_atomic_block:
-            raise TransactionManagementError("InsertAndLink.run must run inside a transaction")
+            raise TransactionManagementError("InsertAndUpdate.run must run inside a transaction")
         sql = self._compiled_for(connection)
         if sql is None:
-            instance.save(force_insert=True, using=using)
-            linked = self.target._default_manager.using(using).filter(pk=target_pk)
-            if not linked.update(**{self.link.name: instance}, **values):
-                raise self.target.DoesNotExist(f"no {self.target.__name__} {target_pk}")
-            return
-        params = [
-            field.get_db_prep_save(field.pre_save(instance, True), connection)
-            for field in self._inserted_fields()
-        ]
-        params += [field.get_db_prep_save(values[field.name], connection) for field in self.also]
-        params.append(self.target._meta.pk.get_db_prep_value(target_pk, connection))
-        row = execute_prepared(connection, sql, params, fetch=True)
-        if row is None:
-            raise self.target.DoesNotExist(f"no {self.target.__name__} {target_pk}")
-        instance.pk = row[0]
-        instance._state.adding = False
-        instance._state.db = using
+            new.save(force_insert=True, using=using)
+            changes = {field.attname: field.pre_save(existing, False) for field in self.fields}
+            if self.link is not None:
+                changes[self.link.attname] = new.pk
+            rows = self.update_model._default_manager.using(using).filter(pk=existing.pk)
+            if not rows.update(**changes):
+                raise self.update_model.DoesNotExist(
+                    f"no {self.update_model.__name__} {existing.pk}"
+                )
+        else:
+            params = [
+                field.get_db_prep_save(field.pre_save(new, True), connection)
+                for field in self._inserted_fields()
+            ]
+            params += [
+                field.get_db_prep_save(field.pre_save(existing, False), connection)
+                for field in self.fields
+            ]
+            params.append(existing._meta.pk.get_db_prep_value(existing.pk, connection))
+            row = execute_prepared(connection, sql, params, fetch=True)
+            if row is None:
+                raise self.update_model.DoesNotExist(
+                    f"no {self.update_model.__name__} {existing.pk}"
+                )
+            new.pk = row[0]
+        new._state.adding = False
+        new._state.db = using
+        if self.link is not None:
+            setattr(existing, self.link.name, new)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict, Unauthenticated
 from config.fields import check_custom_data
-from config.precompiled import RowsInsert
+from config.precompiled import InsertAndUpdate, RowsInsert
 from contacts.models import Contact, Device
 from identity.models import Organization
 from identity.selectors import custom_token_verify
@@ -113,9 +113,9 @@ def guest_name_new() -> str:
 
 
 # A first visit (and a first verified sign-in) writes its contact and device in one statement;
-# a verified sign-in on a known contact inserts its device the same way (config.precompiled).
+# a verified sign-in on a known contact updates it and inserts its device in one statement too
+# (`_KNOWN_CUSTOMER_SIGN_IN`; config.precompiled).
 _NEW_IDENTITY = RowsInsert(Contact, Device)
-_NEW_DEVICE = RowsInsert(Device)
 
 
 def contact_unverified_sign_in(
@@ -310,6 +310,7 @@ VERIFIED_UPSERT_FIELDS = (
     "last_seen_at",
     "sender_auth_info",
 )
+_KNOWN_CUSTOMER_SIGN_IN = InsertAndUpdate(Device, update=Contact, fields=VERIFIED_UPSERT_FIELDS)
 
 
 def _verified_upsert(
@@ -344,8 +345,7 @@ def _verified_upsert(
     if contact._state.adding:
         _NEW_IDENTITY.insert(contact, device)
     else:
-        contact.save(update_fields=VERIFIED_UPSERT_FIELDS)
-        _NEW_DEVICE.insert(device)
+        _KNOWN_CUSTOMER_SIGN_IN.run(device, contact)
     token, expires_at = contact_token_issue(org=org, contact=contact, device=device)
     return IssuedToken(token=token, expires_at=expires_at, contact=contact, device=device)
 

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict, Forbidden, NotFound
-from config.precompiled import InsertAndLink
+from config.precompiled import InsertAndUpdate
 from contacts.models import Contact, Device
 from contacts.selectors import ContactPrincipal
 from conversations.models import MAX_MESSAGE_LENGTH, Conversation, Message
@@ -276,8 +276,8 @@ def _text_clean(text: str) -> str:
 
 
 # Every message posted is this INSERT and its conversation's UPDATE: one statement on PostgreSQL.
-_MESSAGE_APPEND = InsertAndLink(
-    Message, link=Conversation._meta.get_field("last_message"), also=["last_message_at"]
+_MESSAGE_APPEND = InsertAndUpdate(
+    Message, update=Conversation, fields=["last_message_at"], link="last_message"
 )
 
 
@@ -304,6 +304,7 @@ def _message_append(
         created_at=now,
         **sender,
     )
-    _MESSAGE_APPEND.run(message, target_pk=locked.pk, last_message_at=now)
+    locked.last_message_at = now
+    _MESSAGE_APPEND.run(message, locked)
     conversation.last_message_at, conversation.last_message = now, message
     return message

@@ -8,7 +8,7 @@ from django.db import IntegrityError, NotSupportedError, connection, transaction
 from django.db.models import Model
 from django.db.transaction import TransactionManagementError
 
-from config.precompiled import InsertAndLink, RowsInsert
+from config.precompiled import InsertAndUpdate, RowsInsert
 from contacts.models import Contact, Device
 from contacts.selectors import _PRINCIPAL_ROW
 from conversations.models import Conversation, Message
@@ -128,11 +128,12 @@ def test_an_instance_of_the_wrong_model_or_without_a_key_is_refused(org):
     assert not Contact.objects.exists()
 
 
-# --- InsertAndLink ---------------------------------------------------------------------------
+# --- InsertAndUpdate -------------------------------------------------------------------------
 
-APPEND = InsertAndLink(
-    Message, link=Conversation._meta.get_field("last_message"), also=["last_message_at"]
+APPEND = InsertAndUpdate(
+    Message, update=Conversation, fields=["last_message_at"], link="last_message"
 )
+SIGN_IN = InsertAndUpdate(Device, update=Contact, fields=["name", "custom_data", "last_seen_at"])
 
 
 def new_message(conversation: Conversation, **fields) -> Message:
@@ -152,46 +153,71 @@ def conversation() -> Conversation:
     return conversation
 
 
-def test_the_row_and_its_link_read_back_as_the_orm_would_have_written_them(conversation):
+def test_a_row_with_the_databases_key_and_its_link_read_back_as_the_orm_wrote_them(conversation):
     # given: a message with JSON, text and a datetime, and a later time for the conversation
     message = new_message(
         conversation, body="Zoë ✓", sender_auth_info={"nested": {"n": [1, 2.5, None, True]}}
     )
-    later = message.created_at + timedelta(seconds=5)
+    conversation.last_message_at = message.created_at + timedelta(seconds=5)
 
     # when
     with transaction.atomic():
-        APPEND.run(message, target_pk=conversation.pk, last_message_at=later)
+        APPEND.run(message, conversation)
 
-    # then: the message got the database's key and reads back as it was built
+    # then: the message got the database's key, reads back as built, and is linked
     assert isinstance(message.pk, int)
     assert not message._state.adding and message._state.db == "default"
     assert field_values(Message.objects.get(pk=message.pk)) == field_values(message)
-    stored = Conversation.objects.get(pk=conversation.pk)
-    assert stored.last_message_id == message.pk
-    assert stored.last_message_at == later
+    assert conversation.last_message == message
+    assert field_values(Conversation.objects.get(pk=conversation.pk)) == field_values(conversation)
     assert Message.objects.filter(conversation=conversation).count() == 2
+
+
+def test_a_row_with_its_own_key_and_the_updated_fields_read_back_as_the_orm_wrote_them():
+    # given: a known contact with new details, and a device of its own (a UUID key)
+    contact = DeviceFactory().contact
+    contact.name = "Zoë"
+    contact.custom_data = {"plan": "gold", "nested": {"n": [1, 2.5, None, True]}}
+    contact.last_seen_at = contact.last_seen_at + timedelta(minutes=1)
+    contact.email = "not-written@shop.test"  # not one of SIGN_IN's fields
+    device = Device(org=contact.org, contact=contact, user_agent="UA/3")
+    device_pk = device.pk
+
+    # when
+    with transaction.atomic():
+        SIGN_IN.run(device, contact)
+
+    # then: only the named fields changed, and the device is as built
+    assert device.pk == device_pk
+    assert field_values(Device.objects.get(pk=device.pk)) == field_values(device)
+    stored = Contact.objects.get(pk=contact.pk)
+    assert (stored.name, stored.custom_data) == ("Zoë", contact.custom_data)
+    assert stored.last_seen_at == contact.last_seen_at
+    assert stored.email != "not-written@shop.test"
 
 
 def test_the_insert_and_the_update_are_one_statement_on_postgresql(
     conversation, django_assert_num_queries
 ):
     message = new_message(conversation, body="hi")
+    conversation.last_message_at = message.created_at
     # Inside the test's transaction: the INSERT and the UPDATE, or the one statement doing both.
     with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2) as captured:
-        APPEND.run(message, target_pk=conversation.pk, last_message_at=message.created_at)
+        APPEND.run(message, conversation)
 
     assert Conversation.objects.get(pk=conversation.pk).last_message_id == message.pk
     if connection.vendor == "postgresql":
         assert captured.captured_queries[0]["sql"].startswith('WITH "new" AS (INSERT INTO')
 
 
-def test_a_missing_target_raises_and_the_rollback_takes_the_insert_with_it(conversation):
+def test_a_missing_row_to_update_raises_and_the_rollback_takes_the_insert_with_it(conversation):
     message = new_message(conversation, body="nowhere")
     before = Message.objects.count()
+    gone = Conversation.objects.get(pk=conversation.pk)
+    gone.pk = uuid.uuid4()
 
     with pytest.raises(Conversation.DoesNotExist), transaction.atomic():
-        APPEND.run(message, target_pk=uuid.uuid4(), last_message_at=message.created_at)
+        APPEND.run(message, gone)
 
     assert Message.objects.count() == before
 
@@ -201,22 +227,22 @@ def test_outside_a_transaction_it_refuses_and_writes_nothing(conversation):
     message = new_message(conversation, body="unguarded")
 
     with pytest.raises(TransactionManagementError):
-        APPEND.run(message, target_pk=conversation.pk, last_message_at=message.created_at)
+        APPEND.run(message, conversation)
 
     assert not Message.objects.filter(body="unguarded").exists()
 
 
-def test_a_saved_instance_wrong_values_or_a_wrong_link_are_refused(conversation):
+def test_saved_rows_wrong_models_or_a_wrong_link_are_refused(conversation):
     saved = Message.objects.filter(conversation=conversation).first()
     message = new_message(conversation, body="x")
     with pytest.raises(ValueError), transaction.atomic():
-        APPEND.run(saved, target_pk=conversation.pk, last_message_at=saved.created_at)
+        APPEND.run(saved, conversation)
     with pytest.raises(ValueError), transaction.atomic():
-        APPEND.run(message, target_pk=conversation.pk)
+        APPEND.run(message, conversation.contact)
     with pytest.raises(ValueError), transaction.atomic():
-        APPEND.run(message, target_pk=conversation.pk, last_message_at=None, status="closed")
+        APPEND.run(message, Conversation(org=conversation.org, contact=conversation.contact))
     with pytest.raises(ValueError):
-        InsertAndLink(Contact, link=Conversation._meta.get_field("last_message"))
+        InsertAndUpdate(Device, update=Conversation, fields=[], link="last_message")
     assert not Message.objects.filter(body="x").exists()
 
 
