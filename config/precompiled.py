@@ -226,6 +226,10 @@ class InsertAndUpdate(_CompiledPerVendor):
     ):
         self.insert_model = insert
         self.update_model = update
+        # Every concrete field but a key the database assigns (read back by RETURNING).
+        self.inserted = tuple(
+            f for f in insert._meta.concrete_fields if f is not insert._meta.auto_field
+        )
         self.fields = tuple(update._meta.get_field(name) for name in fields)
         self.link = update._meta.get_field(link) if link else None
         if self.link is not None and self.link.related_model is not insert:
@@ -238,7 +242,7 @@ class InsertAndUpdate(_CompiledPerVendor):
         quote = connection.ops.quote_name
         new, existing = self.insert_model._meta, self.update_model._meta
         new_pk = f"{quote('new')}.{quote(new.pk.column)}"
-        columns = [quote(field.column) for field in self._inserted_fields()]
+        columns = [quote(field.column) for field in self.inserted]
         assignments = [f"{quote(field.column)} = %s" for field in self.fields]
         if self.link is not None:
             assignments.append(f"{quote(self.link.column)} = {new_pk}")
@@ -249,10 +253,6 @@ class InsertAndUpdate(_CompiledPerVendor):
             f" UPDATE {quote(existing.db_table)} SET {', '.join(assignments)} FROM {quote('new')}"
             f" WHERE {quote(existing.db_table)}.{quote(existing.pk.column)} = %s RETURNING {new_pk}"
         )
-
-    def _inserted_fields(self) -> list[Field]:
-        meta = self.insert_model._meta
-        return [field for field in meta.concrete_fields if field is not meta.auto_field]
 
     def run(self, new: Model, existing: Model, *, using: str = "default") -> None:
         """INSERT `new` (which gets its primary key) and UPDATE `existing`'s `fields` (and link)."""
@@ -270,14 +270,11 @@ class InsertAndUpdate(_CompiledPerVendor):
             if self.link is not None:
                 changes[self.link.attname] = new.pk
             rows = self.update_model._default_manager.using(using).filter(pk=existing.pk)
-            if not rows.update(**changes):
-                raise self.update_model.DoesNotExist(
-                    f"no {self.update_model.__name__} {existing.pk}"
-                )
+            updated = rows.update(**changes) > 0
         else:
             params = [
                 field.get_db_prep_save(field.pre_save(new, True), connection)
-                for field in self._inserted_fields()
+                for field in self.inserted
             ]
             params += [
                 field.get_db_prep_save(field.pre_save(existing, False), connection)
@@ -285,11 +282,11 @@ class InsertAndUpdate(_CompiledPerVendor):
             ]
             params.append(existing._meta.pk.get_db_prep_value(existing.pk, connection))
             row = execute_prepared(connection, sql, params, fetch=True)
-            if row is None:
-                raise self.update_model.DoesNotExist(
-                    f"no {self.update_model.__name__} {existing.pk}"
-                )
-            new.pk = row[0]
+            updated = row is not None
+            if updated:
+                new.pk = row[0]
+        if not updated:
+            raise self.update_model.DoesNotExist(f"no {self.update_model.__name__} {existing.pk}")
         new._state.adding = False
         new._state.db = using
         if self.link is not None:
