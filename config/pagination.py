@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -20,12 +21,27 @@ class InvalidCursor(ApplicationError):
     default_detail = "The cursor is not valid."
 
 
+def keyset_page(
+    queryset: QuerySet, *, ordering_field: str, position: tuple | None, limit: int
+) -> QuerySet:
+    """`limit` rows newest first by (`ordering_field`, pk), after `position` when one is given.
+
+    Ties on `ordering_field` are broken by the pk, so no row is skipped or repeated between pages.
+    """
+    rows = queryset.order_by(f"-{ordering_field}", "-pk")
+    if position:
+        value, pk = position
+        rows = rows.filter(
+            Q(**{f"{ordering_field}__lt": value}) | Q(**{ordering_field: value, "pk__lt": pk})
+        )
+    return rows[:limit]
+
+
 class KeysetPagination(BasePagination):
     """Pages of `page_size` rows, newest first by (`ordering_field`, pk), both descending.
 
     The cursor is the last row's (`ordering_field`, pk) as base64url JSON. Clients treat it as
-    opaque; a cursor that does not decode is a 400, never a 500. Ties on `ordering_field` are
-    broken by the pk, so no row is skipped or repeated between pages.
+    opaque; a cursor that does not decode is a 400, never a 500.
     """
 
     page_size = 20
@@ -33,13 +49,20 @@ class KeysetPagination(BasePagination):
     cursor_query_param = "cursor"
 
     def paginate_queryset(self, queryset: QuerySet, request, view=None) -> list:
-        field = self.ordering_field
-        rows = queryset.order_by(f"-{field}", "-pk")
-        position = self.cursor_decode(request.query_params.get(self.cursor_query_param), queryset)
-        if position is not None:
-            value, pk = position
-            rows = rows.filter(Q(**{f"{field}__lt": value}) | Q(**{field: value, "pk__lt": pk}))
-        page = list(rows[: self.page_size + 1])
+        return self.paginate_fetch(
+            lambda position, limit: list(
+                keyset_page(
+                    queryset, ordering_field=self.ordering_field, position=position, limit=limit
+                )
+            ),
+            request,
+            queryset.model,
+        )
+
+    def paginate_fetch(self, fetch: Callable[[tuple | None, int], list], request, model) -> list:
+        """A page from `fetch(position, limit)`, a selector that runs `keyset_page` itself."""
+        position = self.cursor_decode(request.query_params.get(self.cursor_query_param), model)
+        page = fetch(position, self.page_size + 1)
         has_next = len(page) > self.page_size
         page = page[: self.page_size]
         self.next_cursor = self.cursor_encode(page[-1]) if has_next else None
@@ -53,9 +76,7 @@ class KeysetPagination(BasePagination):
         raw = json.dumps([value, str(row.pk)], separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
-    def cursor_decode(
-        self, cursor: str | None, queryset: QuerySet
-    ) -> tuple[datetime, object] | None:
+    def cursor_decode(self, cursor: str | None, model) -> tuple[datetime, object] | None:
         if not cursor:
             return None
         if len(cursor) > MAX_CURSOR_LENGTH:
@@ -64,7 +85,7 @@ class KeysetPagination(BasePagination):
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
             value, pk = json.loads(raw)
             position = datetime.fromisoformat(value)
-            pk = queryset.model._meta.pk.to_python(pk)
+            pk = model._meta.pk.to_python(pk)
         except (
             binascii.Error,
             UnicodeDecodeError,

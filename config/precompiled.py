@@ -8,11 +8,12 @@ model instances with the same converters the ORM's compiler applies (JSON, UUIDs
 SQLite). The SQL stays plain and portable: double-quoted identifiers, `%s` placeholders.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from django.db import NotSupportedError, connections, transaction
-from django.db.models import Field, Model
+from django.db.models import Expression, Field, Model, QuerySet
 from django.db.transaction import TransactionManagementError
 
 # PostgreSQL's feature_not_supported, which is what a prepared statement whose result columns
@@ -291,3 +292,160 @@ class InsertAndUpdate(_CompiledPerVendor):
         new._state.db = using
         if self.link is not None:
             setattr(existing, self.link.name, new)
+
+
+class Param(Expression):
+    """A value a `CompiledQuery` binds on each run; in the SQL, one placeholder.
+
+    Only `CompiledQuery` puts these in a query: the builder it calls receives them in place of
+    the values, so the ORM compiles the query's shape and leaves a slot for each value.
+    """
+
+    def __init__(self, name: str, output_field: Field):
+        super().__init__(output_field=output_field)
+        self.name = name
+
+    def as_sql(self, compiler, connection):
+        return "%s", [_Slot(self.name)]
+
+
+class _Slot:
+    """Marks where a `Param`'s value goes in a compiled statement's parameter list."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+# Lookups whose right-hand side the ORM passes to the database as it is. Pattern lookups
+# (`contains`, `startswith`, …) escape `%` and `_` in a plain value but not in an expression, so
+# a `Param` there would let a visitor's `%` match anything; `in` needs a list. Both are refused.
+_PARAM_LOOKUPS = frozenset({"exact", "lt", "lte", "gt", "gte"})
+
+
+@dataclass(frozen=True)
+class _CompiledShape:
+    sql: str
+    params: tuple
+    slots: tuple[tuple[int, str], ...]
+    model: type[Model]
+    attnames: tuple[str, ...]
+    model_columns: slice
+    annotations: tuple[tuple[str, int], ...]
+    converters: tuple[tuple[int, tuple, object], ...]
+    for_update: bool
+
+
+class CompiledQuery:
+    """An ORM query built and compiled once per shape and database, then run with new values.
+
+    `build(**arguments)` returns the QuerySet as usual: the rule stays written once, in the ORM.
+    `params` names the arguments that are values bound on each run, each with the model field
+    that adapts it. On a run, a param whose value is truthy reaches the builder as a `Param`
+    (a placeholder); a falsy one (None, "") as itself, so `if value:` in the builder takes the
+    same branch it would with the value. Every other argument is a constant of the shape. Each
+    distinct shape (the constants, and which params are falsy) is built and compiled by the ORM
+    the first time it runs, and afterwards only executed and its rows turned into instances with
+    the ORM's own converters and `from_db`, with annotations set as the ORM sets them.
+
+    The builder may branch on a param's truthiness only; a `Param` supports nothing else. It
+    may use params only in `exact`/`lt`/`lte`/`gt`/`gte` filters (checked when compiling), and
+    no `select_related`. The SQL runs unprepared, so PostgreSQL plans it for each call's values.
+    """
+
+    def __init__(self, build: Callable[..., QuerySet], *, params: dict[str, Field]):
+        self.build = build
+        self.params = dict(params)
+        self._shapes: dict[tuple, _CompiledShape] = {}
+
+    def run(self, *, using: str = "default", **arguments) -> list[Model]:
+        connection = connections[using]
+        values, constants = {}, []
+        for name, value in sorted(arguments.items()):
+            if name in self.params and value:
+                values[name] = value.pk if isinstance(value, Model) else value
+                constants.append((name, Param))
+            else:
+                constants.append((name, value))
+        key = (connection.vendor, tuple(constants))
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = self._compile(connection, arguments)
+        if shape.for_update and not connection.in_atomic_block:
+            raise TransactionManagementError("a locking CompiledQuery must run in a transaction")
+        params = list(shape.params)
+        prepared = {
+            name: self.params[name].get_db_prep_value(value, connection, prepared=False)
+            for name, value in values.items()
+        }
+        for index, name in shape.slots:
+            params[index] = prepared[name]
+        with connection.cursor() as cursor:
+            cursor.execute(shape.sql, params)
+            rows = cursor.fetchall()
+        instances = []
+        for row in rows:
+            row = list(row)
+            for index, converters, expression in shape.converters:
+                value = row[index]
+                for converter in converters:
+                    value = converter(value, expression, connection)
+                row[index] = value
+            instance = shape.model.from_db(using, shape.attnames, row[shape.model_columns])
+            for name, index in shape.annotations:
+                setattr(instance, name, row[index])
+            instances.append(instance)
+        return instances
+
+    def _compile(self, connection, arguments: dict) -> _CompiledShape:
+        symbolic = {
+            name: Param(name, self.params[name]) if name in self.params and value else value
+            for name, value in arguments.items()
+        }
+        query = self.build(**symbolic).query
+        if query.select_related:
+            raise ValueError("a CompiledQuery cannot select_related")
+        in_filters = _params_in_filters(query.where)
+        compiler = query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        slots = tuple((i, p.name) for i, p in enumerate(params) if isinstance(p, _Slot))
+        if len(slots) != in_filters:
+            raise ValueError("a CompiledQuery takes params in filters only")
+        klass_info = compiler.klass_info
+        columns = klass_info["select_fields"]
+        selected = [expression for expression, _sql, _alias in compiler.select]
+        converters = tuple(
+            (index, tuple(converters), expression)
+            for index, (converters, expression) in compiler.get_converters(
+                selected[: compiler.col_count]
+            ).items()
+        )
+        return _CompiledShape(
+            sql=sql,
+            params=tuple(params),
+            slots=slots,
+            model=klass_info["model"],
+            attnames=tuple(
+                expression.target.attname for expression in selected[columns[0] : columns[-1] + 1]
+            ),
+            model_columns=slice(columns[0], columns[-1] + 1),
+            annotations=tuple((compiler.annotation_col_map or {}).items()),
+            converters=converters,
+            for_update=bool(query.select_for_update),
+        )
+
+
+def _params_in_filters(node) -> int:
+    """How many `Param`s a WHERE tree holds; a `Param` in a lookup it is not safe in raises."""
+    found = 0
+    for child in getattr(node, "children", ()):
+        if isinstance(child, Param):
+            raise ValueError("a Param must be the right-hand side of a lookup")
+        if hasattr(child, "children"):
+            found += _params_in_filters(child)
+        elif isinstance(getattr(child, "rhs", None), Param):
+            if child.lookup_name not in _PARAM_LOOKUPS:
+                raise ValueError(f"a Param cannot be used in a {child.lookup_name!r} lookup")
+            found += 1
+    return found

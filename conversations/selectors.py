@@ -5,6 +5,8 @@ import uuid
 from django.db.models import F, QuerySet
 
 from config.exceptions import ApplicationError, NotFound
+from config.pagination import keyset_page
+from config.precompiled import CompiledQuery
 from contacts.models import Contact
 from contacts.selectors import ContactPrincipal
 from conversations.models import Conversation, Message
@@ -24,25 +26,58 @@ def external_id_require(*, principal: ContactPrincipal, external_id: str | None)
         raise ExternalIdRequired()
 
 
-def conversations_visible_to_contact(
-    *, principal: ContactPrincipal, external_id: str | None
+def conversations_visible(
+    *, org, contact, device, verified: bool, external_id: str | None
 ) -> QuerySet[Conversation]:
     """Every conversation a contact token may see; the only place this rule is written (SPEC §2).
 
     Anonymous and non-verified tokens see what was created on their device by their contact;
     verified tokens see their contact's conversations created through a verified path, on any
-    device. `external_id` narrows either set, it never widens it.
+    device. `external_id` narrows either set, it never widens it. The arguments are the token's
+    principal's (`_visibility`); the compiled queries below pass placeholders in their place.
     """
-    conversations = Conversation.objects.filter(org=principal.org, contact=principal.contact)
-    if principal.is_verified:
+    conversations = Conversation.objects.filter(org=org, contact=contact)
+    if verified:
         conversations = conversations.filter(created_verified=True)
     else:
         # The contact filter matters too: a device's conversations adopted by a verified contact
         # must vanish from the browser token that created them.
-        conversations = conversations.filter(device=principal.device)
+        conversations = conversations.filter(device=device)
     if external_id:
         conversations = conversations.filter(external_id=external_id)
     return conversations
+
+
+def _visibility(principal: ContactPrincipal, external_id: str | None) -> dict:
+    return {
+        "org": principal.org,
+        "contact": principal.contact,
+        "device": principal.device,
+        "verified": principal.is_verified,
+        "external_id": external_id,
+    }
+
+
+_CONVERSATION = Conversation._meta
+# The rule's values; each query below adds its own. A widget request runs one of these on every
+# call, so the ORM builds and compiles each shape once (config.precompiled.CompiledQuery).
+_VISIBILITY_PARAMS = {
+    "org": _CONVERSATION.get_field("org"),
+    "contact": _CONVERSATION.get_field("contact"),
+    "device": _CONVERSATION.get_field("device"),
+    "external_id": _CONVERSATION.get_field("external_id"),
+}
+
+_VISIBLE_ONE = CompiledQuery(
+    lambda *, pk, for_update, **rule: _locked(
+        conversations_visible(**rule).filter(pk=pk).order_by(), for_update
+    ),
+    params={**_VISIBILITY_PARAMS, "pk": _CONVERSATION.pk},
+)
+
+
+def _locked(conversations: QuerySet[Conversation], for_update: bool) -> QuerySet[Conversation]:
+    return conversations.select_for_update() if for_update else conversations
 
 
 def conversation_visible_get(
@@ -57,22 +92,45 @@ def conversation_visible_get(
     `for_update` locks its row in the same query (inside the caller's transaction).
     """
     pk = _uuid_or_none(conversation_id)
-    visible = conversations_visible_to_contact(principal=principal, external_id=external_id)
-    if for_update:
-        visible = visible.select_for_update()
-    conversation = visible.filter(pk=pk).first() if pk else None
-    if conversation is None:
+    rows = (
+        _VISIBLE_ONE.run(pk=pk, for_update=for_update, **_visibility(principal, external_id))
+        if pk
+        else []
+    )
+    if not rows:
         raise NotFound()
-    return conversation
+    return rows[0]
 
 
-def conversation_history_for_contact(
-    *, principal: ContactPrincipal, external_id: str | None
-) -> QuerySet[Conversation]:
-    """The widget's history list: visible conversations with their last message, newest first."""
+HISTORY_ORDERING = "created_at"
+
+_HISTORY_PAGE = CompiledQuery(
+    lambda *, after_at, after_pk, limit, **rule: keyset_page(
+        _with_last_message(conversations_visible(**rule)),
+        ordering_field=HISTORY_ORDERING,
+        position=(after_at, after_pk) if after_at else None,
+        limit=limit,
+    ),
+    params={
+        **_VISIBILITY_PARAMS,
+        "after_at": _CONVERSATION.get_field(HISTORY_ORDERING),
+        "after_pk": _CONVERSATION.pk,
+    },
+)
+
+
+def conversation_history_page(
+    *, principal: ContactPrincipal, external_id: str | None, position: tuple | None, limit: int
+) -> list[Conversation]:
+    """The widget's history: visible conversations with their last message, newest first.
+
+    At most `limit` of them, after the keyset `position` (`created_at`, pk) when one is given.
+    """
     external_id_require(principal=principal, external_id=external_id)
-    conversations = conversations_visible_to_contact(principal=principal, external_id=external_id)
-    return _with_last_message(conversations).order_by("-created_at", "-pk")
+    after_at, after_pk = position or (None, None)
+    return _HISTORY_PAGE.run(
+        after_at=after_at, after_pk=after_pk, limit=limit, **_visibility(principal, external_id)
+    )
 
 
 def conversation_inbox(

@@ -44,7 +44,7 @@ CLOSED = OpenApiResponse(description="conversation_closed: the conversation is c
 
 
 class SessionPagination(KeysetPagination):
-    ordering_field = "created_at"
+    ordering_field = selectors.HISTORY_ORDERING
 
 
 class InboxPagination(KeysetPagination):
@@ -71,10 +71,14 @@ class WidgetSessionViewSet(viewsets.GenericViewSet):
     def list(self, request):
         query = ExternalIdQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        conversations = selectors.conversation_history_for_contact(
-            principal=request.user, external_id=query.validated_data.get("externalId")
+        external_id = query.validated_data.get("externalId")
+        page = self.paginator.paginate_fetch(
+            lambda position, limit: selectors.conversation_history_page(
+                principal=request.user, external_id=external_id, position=position, limit=limit
+            ),
+            request,
+            Conversation,
         )
-        page = self.paginate_queryset(conversations)
         return self.get_paginated_response(SessionOutputSerializer(page, many=True).data)
 
     @extend_schema(

@@ -1,0 +1,277 @@
+"""config.precompiled.CompiledQuery: a query compiled once per shape loads what the ORM loads."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import F, Model
+from django.db.transaction import TransactionManagementError
+from django.utils import timezone
+
+from config.pagination import keyset_page
+from config.precompiled import CompiledQuery
+from contacts.models import Contact
+from contacts.selectors import ContactPrincipal
+from conversations import selectors
+from conversations.models import Conversation
+from tests.factories import (
+    ContactFactory,
+    ConversationFactory,
+    DeviceFactory,
+    MessageFactory,
+    OrganizationFactory,
+    VerifiedContactFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+CONTACT = Contact._meta
+
+
+def field_values(instance: Model) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+
+def counting(build):
+    """`build`, counting its calls: a CompiledQuery calls its builder once per shape."""
+
+    def counted(**arguments):
+        counted.calls += 1
+        return build(**arguments)
+
+    counted.calls = 0
+    return counted
+
+
+# -- the general contract, on a small query of its own ------------------------------------------
+
+
+def contacts_query(*, org, trust, email, newest_first):
+    contacts = Contact.objects.filter(org=org, trust=trust)
+    if email:
+        contacts = contacts.filter(email=email)
+    return contacts.order_by("-first_seen_at" if newest_first else "first_seen_at", "pk")
+
+
+@pytest.fixture
+def contacts_compiled():
+    return CompiledQuery(
+        counting(contacts_query),
+        params={"org": CONTACT.get_field("org"), "email": CONTACT.get_field("email")},
+    )
+
+
+def test_every_shape_loads_what_the_orm_loads_with_every_type_converted(contacts_compiled):
+    # given: contacts with JSON, datetimes, UUIDs and text, in two orgs
+    org, other = OrganizationFactory(), OrganizationFactory()
+    for n in range(3):
+        VerifiedContactFactory(
+            org=org, custom_data={"n": n, "nested": [1.5, None, {"é": True}]}, name=f"Zoë {n}"
+        )
+    VerifiedContactFactory(org=other, email="customer-other@shop.test")
+    ContactFactory(org=org)
+    target = Contact.objects.filter(org=org, trust="verified").first()
+
+    for arguments in [
+        {"org": org, "trust": "verified", "email": None, "newest_first": True},
+        {"org": org, "trust": "verified", "email": None, "newest_first": False},
+        {"org": org, "trust": "verified", "email": target.email, "newest_first": True},
+        {"org": org.pk, "trust": "anonymous", "email": "", "newest_first": True},
+        {"org": other, "trust": "verified", "email": target.email, "newest_first": True},
+    ]:
+        # when
+        loaded = contacts_compiled.run(**arguments)
+
+        # then: the same rows, in the same order, field for field
+        expected = list(contacts_query(**arguments))
+        assert [field_values(c) for c in loaded] == [field_values(c) for c in expected], arguments
+        assert all(not c._state.adding and c._state.db == "default" for c in loaded)
+    newest = contacts_compiled.run(org=org, trust="verified", email=None, newest_first=True)[0]
+    assert isinstance(newest.pk, uuid.UUID)
+    assert newest.verified_at.tzinfo is not None
+    assert newest.custom_data["nested"] == [1.5, None, {"é": True}]
+
+
+def test_a_shape_is_built_once_and_new_values_only_rebind_it(contacts_compiled):
+    org, other = OrganizationFactory(), OrganizationFactory()
+    first, second = VerifiedContactFactory(org=org), VerifiedContactFactory(org=other)
+
+    found = [
+        contacts_compiled.run(org=o, trust="verified", email=c.email, newest_first=True)
+        for o, c in [(org, first), (other, second), (org, second)]
+    ]
+
+    assert [[c.pk for c in rows] for rows in found] == [[first.pk], [second.pk], []]
+    assert contacts_compiled.build.calls == 1
+    contacts_compiled.run(org=org, trust="verified", email=None, newest_first=True)
+    contacts_compiled.run(org=org, trust="anonymous", email=None, newest_first=True)
+    assert contacts_compiled.build.calls == 3
+
+
+def test_a_run_is_one_query(contacts_compiled, django_assert_num_queries):
+    org = OrganizationFactory()
+    VerifiedContactFactory(org=org)
+    contacts_compiled.run(org=org, trust="verified", email=None, newest_first=True)
+
+    with django_assert_num_queries(1):
+        contacts_compiled.run(org=org, trust="verified", email=None, newest_first=True)
+
+
+def test_annotations_are_set_as_the_orm_sets_them():
+    conversation = ConversationFactory()
+    MessageFactory(conversation=conversation, body="hello")
+    compiled = CompiledQuery(
+        lambda *, pk: Conversation.objects.filter(pk=pk).annotate(
+            text=F("last_message__body"), at=F("last_message__created_at")
+        ),
+        params={"pk": Conversation._meta.pk},
+    )
+
+    (loaded,) = compiled.run(pk=conversation.pk)
+
+    assert loaded.text == "hello"
+    assert loaded.at == conversation.messages.get().created_at
+    assert loaded.at.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda *, email: Contact.objects.filter(email__startswith=email),
+        lambda *, email: Contact.objects.filter(email__icontains=email),
+        lambda *, email: Contact.objects.filter(email__iexact=email),
+        lambda *, email: Contact.objects.annotate(e=email).filter(email=F("e")),
+        lambda *, email: Contact.objects.filter(email="x").select_related("org"),
+    ],
+    ids=["startswith", "icontains", "iexact", "outside-a-filter", "select_related"],
+)
+def test_what_a_compiled_query_cannot_bind_safely_is_refused_when_compiling(build):
+    compiled = CompiledQuery(build, params={"email": CONTACT.get_field("email")})
+
+    with pytest.raises(ValueError, match=r"CompiledQuery|Param"):
+        compiled.run(email="a%")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locking_query_refuses_to_run_outside_a_transaction():
+    conversation = ConversationFactory()
+    compiled = CompiledQuery(
+        lambda *, pk: Conversation.objects.filter(pk=pk).select_for_update(),
+        params={"pk": Conversation._meta.pk},
+    )
+    with transaction.atomic():
+        assert [c.pk for c in compiled.run(pk=conversation.pk)] == [conversation.pk]
+
+    with pytest.raises(TransactionManagementError):
+        compiled.run(pk=conversation.pk)
+
+
+def test_the_visible_conversation_is_locked_in_the_same_query(django_assert_num_queries):
+    device = DeviceFactory()
+    conversation = ConversationFactory(org=device.org, contact=device.contact, device=device)
+
+    with transaction.atomic(), django_assert_num_queries(1) as queries:
+        found = selectors.conversation_visible_get(
+            principal=principal_of(device),
+            conversation_id=conversation.pk,
+            external_id=None,
+            for_update=True,
+        )
+
+    assert found == conversation
+    if connection.features.has_select_for_update:
+        assert queries.captured_queries[0]["sql"].endswith("FOR UPDATE")
+
+
+# -- the widget's queries against the plain ORM, shape by shape -----------------------------------
+
+
+def principal_of(device) -> ContactPrincipal:
+    return ContactPrincipal(org=device.org, contact=device.contact, device=device, claims=None)
+
+
+def orm_history(principal, external_id, position, limit) -> list[Conversation]:
+    visible = selectors.conversations_visible(**selectors._visibility(principal, external_id))
+    page = keyset_page(
+        selectors._with_last_message(visible),
+        ordering_field=selectors.HISTORY_ORDERING,
+        position=position,
+        limit=limit,
+    )
+    return list(page)
+
+
+@pytest.fixture
+def histories():
+    """Conversations of three kinds of token on one org, some under externalIds, some tied."""
+    org = OrganizationFactory()
+    verified = VerifiedContactFactory(org=org)
+    laptop, phone = DeviceFactory(contact=verified), DeviceFactory(contact=verified)
+    browser = DeviceFactory(contact=ContactFactory(org=org, trust=Contact.Trust.NON_VERIFIED))
+    stranger = DeviceFactory(contact=ContactFactory(org=org))
+    tied = timezone.now() - timedelta(hours=1)
+    for n in range(12):
+        for device, created_verified in [(laptop, True), (phone, n % 3 != 0), (browser, False)]:
+            conversation = ConversationFactory(
+                org=org,
+                contact=device.contact,
+                device=device,
+                created_verified=created_verified,
+                external_id=["", "shop", "blog"][n % 3],
+                created_at=tied if n % 4 == 0 else tied + timedelta(minutes=n),
+            )
+            if n % 2:
+                MessageFactory(conversation=conversation, body=f"hi {n}")
+    ConversationFactory(org=org, contact=stranger.contact, device=stranger)
+    return [laptop, browser, stranger]
+
+
+@pytest.mark.parametrize("external_id", [None, "", "shop", "blog", "nowhere"])
+def test_the_history_pages_are_the_orms_for_every_token_and_cursor(histories, external_id):
+    for device in histories:
+        principal = principal_of(device)
+        if not principal.is_verified and principal.trust != "anonymous" and not external_id:
+            continue  # external_id_required, tested with the route
+        position, pages = None, 0
+        while True:
+            # when
+            page = selectors.conversation_history_page(
+                principal=principal, external_id=external_id, position=position, limit=4
+            )
+
+            # then
+            expected = orm_history(principal, external_id, position, 4)
+            assert [
+                (field_values(c), c.last_message_text, c.last_message_created_at) for c in page
+            ] == [
+                (field_values(c), c.last_message_text, c.last_message_created_at) for c in expected
+            ]
+            pages += 1
+            if len(page) < 4:
+                break
+            position = (page[-1].created_at, page[-1].pk)
+        if principal.is_verified and external_id is None:
+            assert pages == 6  # 20 conversations, 12 from one device and 8 from the other
+
+
+def test_one_visible_conversation_is_the_orms_for_every_token(histories):
+    conversations = list(Conversation.objects.filter(org=histories[0].org))
+    for device in histories:
+        principal = principal_of(device)
+        for external_id in [None, "shop"]:
+            visible = set(
+                selectors.conversations_visible(**selectors._visibility(principal, external_id))
+            )
+            for conversation in conversations:
+                try:
+                    found = selectors.conversation_visible_get(
+                        principal=principal,
+                        conversation_id=conversation.pk,
+                        external_id=external_id,
+                    )
+                except selectors.NotFound:
+                    found = None
+                assert (found == conversation) == (conversation in visible)
+                if found:
+                    assert field_values(found) == field_values(conversation)
