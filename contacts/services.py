@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict, Unauthenticated
 from config.fields import check_custom_data
-from config.precompiled import InsertAndUpdate, RowsInsert
+from config.precompiled import CompiledQuery, InsertAndUpdate, RowsInsert
 from contacts.models import Contact, Device
 from identity.models import Organization
 from identity.selectors import custom_token_verify
@@ -264,24 +264,35 @@ def contact_verified_sign_in(
     raise AssertionError("unreachable")
 
 
+def _verified_match_query(*, org, email: str, user_id: str):
+    keys = Q()
+    if email:
+        keys |= Q(email=email)
+    if user_id:
+        keys |= Q(user_id=user_id)
+    return (
+        Contact.objects.select_for_update()
+        .filter(org=org, trust=Contact.Trust.VERIFIED, erased_at__isnull=True)
+        .filter(keys)[:2]
+    )
+
+
+# Every sign-in runs it: built and compiled once per shape (config.precompiled.CompiledQuery).
+_VERIFIED_MATCH = CompiledQuery(
+    _verified_match_query,
+    params={name: Contact._meta.get_field(name) for name in ("org", "email", "user_id")},
+)
+
+
 def _verified_match(*, org: Organization, profile: VerifiedProfile) -> Contact | None:
     """The verified contact this profile names, locked; None for a new one (one query).
 
     A blank email or user_id names nobody: contacts without one are not the same person.
     """
-    keys = Q()
-    if profile.email:
-        keys |= Q(email=profile.email)
-    if profile.user_id:
-        keys |= Q(user_id=profile.user_id)
-    if not keys:
+    if not profile.email and not profile.user_id:
         return None
     # The partial unique constraints leave at most one row per key, so at most two rows.
-    candidates = list(
-        Contact.objects.select_for_update()
-        .filter(org=org, trust=Contact.Trust.VERIFIED, erased_at__isnull=True)
-        .filter(keys)[:2]
-    )
+    candidates = _VERIFIED_MATCH.run(org=org, email=profile.email, user_id=profile.user_id)
     by_email = next((c for c in candidates if profile.email and c.email == profile.email), None)
     if not profile.user_id:
         return by_email

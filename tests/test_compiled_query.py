@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from config.pagination import keyset_page
 from config.precompiled import CompiledQuery
+from contacts import services as contact_services
 from contacts.models import Contact
 from contacts.selectors import ContactPrincipal
 from conversations import selectors
@@ -275,3 +276,29 @@ def test_one_visible_conversation_is_the_orms_for_every_token(histories):
                 assert (found == conversation) == (conversation in visible)
                 if found:
                     assert field_values(found) == field_values(conversation)
+
+
+def test_the_verified_match_is_the_orms_for_every_combination_of_keys():
+    org, other = OrganizationFactory(), OrganizationFactory()
+    both = VerifiedContactFactory(org=org, email="both@shop.test", user_id="u-both")
+    VerifiedContactFactory(org=org, email="mail-only@shop.test", user_id="")
+    VerifiedContactFactory(org=org, email="", user_id="u-only")
+    VerifiedContactFactory(org=other, email="both@shop.test", user_id="u-both")
+    VerifiedContactFactory(
+        org=org, email="gone@shop.test", user_id="u-gone", erased_at=both.verified_at
+    )
+    ContactFactory(org=org, trust=Contact.Trust.NON_VERIFIED, email="both@shop.test")
+    emails = ["", "both@shop.test", "mail-only@shop.test", "gone@shop.test", "nobody@shop.test"]
+    user_ids = ["", "u-both", "u-only", "u-gone", "u-nobody"]
+
+    for email in emails:
+        for user_id in user_ids:
+            if not email and not user_id:
+                continue
+            with transaction.atomic():
+                found = contact_services._VERIFIED_MATCH.run(org=org, email=email, user_id=user_id)
+                expected = list(
+                    contact_services._verified_match_query(org=org, email=email, user_id=user_id)
+                )
+            assert sorted(c.pk for c in found) == sorted(c.pk for c in expected), (email, user_id)
+            assert [field_values(c) for c in found] == [field_values(c) for c in expected]
