@@ -46,7 +46,7 @@ def prepared(connection):
         raw.prepare_threshold = None
 
 
-def execute_prepared(connection, sql: str, params: list, *, fetch: bool = False):
+def execute_prepared(connection, sql: str, params: list, *, fetch: bool | str = False):
     """Execute one fixed statement, prepared (see `prepared`); with `fetch`, return its one row.
 
     A migration that changes the type of a column a prepared statement returns makes PostgreSQL
@@ -66,9 +66,15 @@ def execute_prepared(connection, sql: str, params: list, *, fetch: bool = False)
     return _execute(connection, sql, params, fetch=fetch)
 
 
-def _execute(connection, sql: str, params: list, *, fetch: bool):
+# `fetch=_ALL`: every row, where `fetch=True` returns the first.
+_ALL = "all"
+
+
+def _execute(connection, sql: str, params: list, *, fetch: bool | str):
     with connection.cursor() as cursor, prepared(connection):
         cursor.execute(sql, params)
+        if fetch == _ALL:
+            return cursor.fetchall()
         return cursor.fetchone() if fetch else None
 
 
@@ -351,16 +357,44 @@ class CompiledQuery:
 
     The builder may branch on a param's truthiness only; a `Param` supports nothing else. It
     may use params only in `exact`/`lt`/`lte`/`gt`/`gte` filters (checked when compiling), and
-    no `select_related`. The SQL runs unprepared, so PostgreSQL plans it for each call's values.
+    no `select_related`. The SQL runs unprepared, so PostgreSQL plans it for each call's values,
+    unless `prepare` (see `prepared`): then only for a query whose best plan does not depend on
+    the values, such as equality on an indexed key, and never where a partial index's predicate
+    must be proven from a value or a pattern matched.
     """
 
-    def __init__(self, build: Callable[..., QuerySet], *, params: dict[str, Field]):
+    def __init__(
+        self, build: Callable[..., QuerySet], *, params: dict[str, Field], prepare: bool = False
+    ):
         self.build = build
         self.params = dict(params)
+        self.prepare = prepare
         self._shapes: dict[tuple, _CompiledShape] = {}
 
     def run(self, *, using: str = "default", **arguments) -> list[Model]:
+        """The instances the built QuerySet would load for these arguments."""
         connection = connections[using]
+        shape, params = self._bind(connection, arguments)
+        if shape.for_update and not connection.in_atomic_block:
+            raise TransactionManagementError("a locking CompiledQuery must run in a transaction")
+        if self.prepare:
+            rows = execute_prepared(connection, shape.sql, params, fetch=_ALL)
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(shape.sql, params)
+                rows = cursor.fetchall()
+        return [self._load(shape, connection, using, row) for row in rows]
+
+    def statement(
+        self, *, using: str = "default", **arguments
+    ) -> tuple[str, list, Callable[[Sequence], Model]]:
+        """The SQL and parameters of `run`, to run inside a larger statement, and the function
+        that turns the leading columns of a row of it into the instance `run` would return."""
+        connection = connections[using]
+        shape, params = self._bind(connection, arguments)
+        return shape.sql, params, lambda row: self._load(shape, connection, using, row)
+
+    def _bind(self, connection, arguments: dict) -> tuple[_CompiledShape, list]:
         values, constants = {}, []
         for name, value in sorted(arguments.items()):
             if name in self.params and value:
@@ -372,8 +406,6 @@ class CompiledQuery:
         shape = self._shapes.get(key)
         if shape is None:
             shape = self._shapes[key] = self._compile(connection, arguments)
-        if shape.for_update and not connection.in_atomic_block:
-            raise TransactionManagementError("a locking CompiledQuery must run in a transaction")
         params = list(shape.params)
         prepared = {
             name: self.params[name].get_db_prep_value(value, connection, prepared=False)
@@ -381,22 +413,20 @@ class CompiledQuery:
         }
         for index, name in shape.slots:
             params[index] = prepared[name]
-        with connection.cursor() as cursor:
-            cursor.execute(shape.sql, params)
-            rows = cursor.fetchall()
-        instances = []
-        for row in rows:
-            row = list(row)
-            for index, converters, expression in shape.converters:
-                value = row[index]
-                for converter in converters:
-                    value = converter(value, expression, connection)
-                row[index] = value
-            instance = shape.model.from_db(using, shape.attnames, row[shape.model_columns])
-            for name, index in shape.annotations:
-                setattr(instance, name, row[index])
-            instances.append(instance)
-        return instances
+        return shape, params
+
+    @staticmethod
+    def _load(shape: _CompiledShape, connection, using: str, row: Sequence) -> Model:
+        row = list(row)
+        for index, converters, expression in shape.converters:
+            value = row[index]
+            for converter in converters:
+                value = converter(value, expression, connection)
+            row[index] = value
+        instance = shape.model.from_db(using, shape.attnames, row[shape.model_columns])
+        for name, index in shape.annotations:
+            setattr(instance, name, row[index])
+        return instance
 
     def _compile(self, connection, arguments: dict) -> _CompiledShape:
         symbolic = {
@@ -408,7 +438,13 @@ class CompiledQuery:
             raise ValueError("a CompiledQuery cannot select_related")
         in_filters = _params_in_filters(query.where)
         compiler = query.get_compiler(connection=connection)
-        sql, params = compiler.as_sql()
+        if query.select_for_update and connection.get_autocommit():
+            # Django refuses to compile a locking query in autocommit; `statement` may compile
+            # one to run inside a single statement. Entering and leaving sends nothing.
+            with transaction.atomic(using=connection.alias):
+                sql, params = compiler.as_sql()
+        else:
+            sql, params = compiler.as_sql()
         slots = tuple((i, p.name) for i, p in enumerate(params) if isinstance(p, _Slot))
         if len(slots) != in_filters:
             raise ValueError("a CompiledQuery takes params in filters only")

@@ -1,19 +1,24 @@
 """Writes for conversations: open, post, close, assign, and adopt a device's history on verify."""
 
 import copy
+import functools
 import math
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict, Forbidden, NotFound
-from config.precompiled import InsertAndUpdate
+from config.precompiled import InsertAndUpdate, execute_prepared
 from contacts.models import Contact, Device
 from contacts.selectors import ContactPrincipal
 from conversations.models import MAX_MESSAGE_LENGTH, Conversation, Message
-from conversations.selectors import conversation_visible_get, external_id_require
+from conversations.selectors import (
+    conversation_visible_get,
+    conversation_visible_locking_statement,
+    external_id_require,
+)
 from identity.models import ApiKey, Membership, Organization, User
 
 MAX_FIELD_TEXT_LENGTH = 1000
@@ -57,7 +62,6 @@ def conversation_open(
     )
 
 
-@transaction.atomic
 def message_post_contact(
     *, principal: ContactPrincipal, conversation_id, external_id: str | None, text: str
 ) -> Message:
@@ -65,23 +69,111 @@ def message_post_contact(
 
     The visibility check locks the conversation's row in the same query. The message keeps a copy
     of the contact's senderAuthInfo as it is now. Raises 409 `conversation_closed` when the
-    conversation is closed.
+    conversation is closed. On PostgreSQL the lock, the INSERT and the conversation's UPDATE are
+    one statement (`_contact_post_sql`).
     """
     _contact_may_chat(principal)
-    conversation = conversation_visible_get(
-        principal=principal,
-        conversation_id=conversation_id,
-        external_id=external_id,
-        for_update=True,
-    )
-    return _message_append(
-        conversation=conversation,
-        already_locked=True,
+    text = _text_clean(text)
+    message = Message(
         sender_kind=Message.SenderKind.CONTACT,
-        text=text,
+        body=text,
         sender_contact=principal.contact,
         sender_auth_info=copy.deepcopy(principal.contact.sender_auth_info),
     )
+    if connection.vendor == "postgresql":
+        return _message_post_contact_statement(
+            principal=principal,
+            conversation_id=conversation_id,
+            external_id=external_id,
+            message=message,
+        )
+    with transaction.atomic():
+        conversation = conversation_visible_get(
+            principal=principal,
+            conversation_id=conversation_id,
+            external_id=external_id,
+            for_update=True,
+        )
+        return _message_append(
+            conversation=conversation,
+            already_locked=True,
+            sender_kind=message.sender_kind,
+            text=text,
+            sender_contact=message.sender_contact,
+            sender_auth_info=message.sender_auth_info,
+        )
+
+
+_MESSAGE, _CONVERSATION = Message._meta, Conversation._meta
+# The message's columns the statement fills from parameters; the others come from the locked
+# conversation (org, conversation), the sequence (id) and the clock under the lock (created_at).
+_POSTED_FIELDS = tuple(
+    field
+    for field in _MESSAGE.concrete_fields
+    if field.name not in ("id", "org", "conversation", "created_at")
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _contact_post_sql(visible_sql: str) -> str:
+    """One statement: lock the visible conversation, INSERT the message if it is open, point the
+    conversation at it, and return the conversation's row with the message's id and created_at.
+
+    `visible_sql` is the ORM's own locking query (`conversations.selectors`), so the visibility
+    rule is not written again here. The message's `created_at` is the database's clock once the
+    lock is held, so ids and timestamps advance together as they do under the ORM path.
+    """
+    quote = connection.ops.quote_name
+    message, conversation = quote(_MESSAGE.db_table), quote(_CONVERSATION.db_table)
+    visible, new = quote("visible"), quote("new")
+    columns = ["org_id", "conversation_id", *(f.column for f in _POSTED_FIELDS), "created_at"]
+    values = [
+        f"{visible}.{quote('org_id')}",
+        f"{visible}.{quote('id')}",
+        *(["%s"] * len(_POSTED_FIELDS)),
+        "clock_timestamp()",
+    ]
+    # Identifiers from the models' own metadata, quoted; values are all parameters.
+    return (
+        f"WITH {visible} AS ({visible_sql}),"  # noqa: S608
+        f" {new} AS (INSERT INTO {message} ({', '.join(quote(c) for c in columns)})"
+        f" SELECT {', '.join(values)} FROM {visible} WHERE {visible}.{quote('status')} = %s"
+        f" RETURNING {quote('id')}, {quote('conversation_id')}, {quote('created_at')}),"
+        f" {quote('linked')} AS (UPDATE {conversation}"
+        f" SET {quote('last_message_at')} = {new}.{quote('created_at')},"
+        f" {quote('last_message_id')} = {new}.{quote('id')}"
+        f" FROM {new} WHERE {conversation}.{quote('id')} = {new}.{quote('conversation_id')})"
+        f" SELECT {visible}.*, {new}.{quote('id')}, {new}.{quote('created_at')}"
+        f" FROM {visible} LEFT JOIN {new} ON TRUE"
+    )
+
+
+def _message_post_contact_statement(
+    *, principal: ContactPrincipal, conversation_id, external_id: str | None, message: Message
+) -> Message:
+    statement = conversation_visible_locking_statement(
+        principal=principal, conversation_id=conversation_id, external_id=external_id
+    )
+    if statement is None:
+        raise NotFound()
+    visible_sql, params, load = statement
+    params += [
+        field.get_db_prep_save(field.pre_save(message, True), connection)
+        for field in _POSTED_FIELDS
+    ]
+    params.append(Conversation.Status.OPEN)
+    row = execute_prepared(connection, _contact_post_sql(visible_sql), params, fetch=True)
+    if row is None:
+        raise NotFound()
+    *conversation_row, message_id, created_at = row
+    if message_id is None:
+        raise ConversationClosed()
+    conversation = load(conversation_row)
+    message.pk, message.created_at = message_id, created_at
+    message.org_id, message.conversation = conversation.org_id, conversation
+    message._state.adding, message._state.db = False, connection.alias
+    conversation.last_message_at, conversation.last_message = created_at, message
+    return message
 
 
 @transaction.atomic

@@ -1,9 +1,11 @@
-"""Fifty messages racing into one conversation on PostgreSQL: each stored once, in order."""
+"""Posts racing on PostgreSQL: fifty stored once each, in order; a close beats a waiting post."""
 
 import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from contacts.models import Contact
@@ -63,3 +65,55 @@ def test_fifty_concurrent_posts_are_each_stored_once_in_a_stable_order():
     assert created == sorted(created)
     conversation = Conversation.objects.get(pk=conversation.pk)
     assert conversation.last_message_at == messages[-1].created_at
+
+
+def test_a_close_that_lands_while_a_post_waits_on_the_lock_turns_the_post_away():
+    # given: an agent's transaction holds the conversation's row lock
+    org = OrganizationFactory()
+    visitor = visitor_with_trust(org, Contact.Trust.ANONYMOUS)
+    conversation = ConversationFactory(contact=visitor.contact, device=visitor.device)
+    visitor.client.get("/widget/sessions")  # warm the widget-token cache
+    answers: list = []
+
+    def post() -> None:
+        try:
+            client = APIClient(
+                HTTP_X_WIDGET_TOKEN=org.widget_token,
+                HTTP_AUTHORIZATION=f"Bearer {visitor.token}",
+            )
+            response = client.post(
+                f"/widget/sessions/{conversation.id}/messages", {"text": "hi"}, format="json"
+            )
+            answers.append((response.status_code, response.json()))
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        Conversation.objects.select_for_update().get(pk=conversation.pk)
+        poster = threading.Thread(target=post)
+        poster.start()
+        # when: the post is waiting on that lock, and the agent closes the conversation
+        deadline = time.monotonic() + 10
+        while not lock_waiters() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert lock_waiters() == 1
+        Conversation.objects.filter(pk=conversation.pk).update(
+            status=Conversation.Status.CLOSED, closed_at=timezone.now()
+        )
+    poster.join(10)
+
+    # then: the post saw the closed row once the lock was free, and wrote nothing
+    assert answers == [
+        (409, {"error": {"code": "conversation_closed", "message": "This conversation is closed."}})
+    ]
+    assert not Message.objects.filter(conversation=conversation).exists()
+    assert Conversation.objects.get(pk=conversation.pk).last_message_id is None
+
+
+def lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # pg_locks, not pg_stat_activity, which a transaction sees as of its first look
+            "SELECT count(*) FROM pg_locks WHERE NOT granted"
+        )
+        return cursor.fetchone()[0]

@@ -477,6 +477,43 @@ def test_send_into_a_closed_conversation_is_409_and_writes_nothing(anonymous):
     assert conversation.last_message_at == before
 
 
+def test_a_sent_message_is_stored_as_answered_and_becomes_the_conversations_last(verified):
+    # given: a verified contact's conversation with an earlier message
+    conversation = ConversationFactory(
+        contact=verified.contact, device=verified.device, created_verified=True
+    )
+    MessageFactory(conversation=conversation, body="earlier")
+    before = timezone.now()
+
+    # when
+    response = verified.client.post(
+        f"/widget/sessions/{conversation.id}/messages",
+        {"text": "where is my order?"},
+        format="json",
+    )
+
+    # then: the row holds what the answer says, and the conversation points at it
+    assert response.status_code == 201, response.content
+    body = response.json()
+    stored = Message.objects.get(pk=body["id"])
+    assert body == {
+        "id": stored.pk,
+        "text": "where is my order?",
+        "sender_kind": "contact",
+        "sender_name": None,
+        "created_at": iso(stored.created_at),
+    }
+    assert (stored.org_id, stored.conversation_id) == (conversation.org_id, conversation.pk)
+    assert stored.sender_contact_id == verified.contact.pk
+    assert stored.sender_user_id is None and stored.sender_api_key_id is None
+    assert stored.sender_auth_info == verified.contact.sender_auth_info
+    assert stored.sender_auth_info["verified"] is True
+    assert before <= stored.created_at <= timezone.now()
+    conversation.refresh_from_db()
+    assert conversation.last_message_id == stored.pk
+    assert conversation.last_message_at == stored.created_at
+
+
 def test_a_verified_contact_continues_a_verified_conversation_from_another_device(org):
     # given: the same verified customer signed in on a laptop and a phone
     laptop = visitor_with_trust(org, Contact.Trust.VERIFIED)
