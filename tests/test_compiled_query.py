@@ -332,3 +332,10 @@ def test_only_the_primary_key_lookups_are_prepared():
     assert selectors._VISIBLE_ONE.prepare
     assert not selectors._HISTORY_PAGE.prepare
     assert not contact_services._VERIFIED_MATCH.prepare
+
+
+def test_the_history_loads_every_column_its_items_show_and_no_other():
+    from conversations.api.serializers import SessionOutputSerializer
+
+    shown = set(SessionOutputSerializer().fields) - {"last_message"}
+    assert shown == set(selectors.HISTORY_FIELDS)
