@@ -124,27 +124,42 @@ def _contact_post_sql(visible_sql: str) -> str:
     lock is held, so ids and timestamps advance together as they do under the ORM path.
     """
     quote = connection.ops.quote_name
+
+    def column(meta, name: str) -> str:
+        return quote(meta.get_field(name).column)
+
     message, conversation = quote(_MESSAGE.db_table), quote(_CONVERSATION.db_table)
     visible, new = quote("visible"), quote("new")
-    columns = ["org_id", "conversation_id", *(f.column for f in _POSTED_FIELDS), "created_at"]
+    new_id, new_created_at = (
+        f"{new}.{column(_MESSAGE, 'id')}",
+        f"{new}.{column(_MESSAGE, 'created_at')}",
+    )
+    columns = [
+        column(_MESSAGE, "org"),
+        column(_MESSAGE, "conversation"),
+        *(quote(f.column) for f in _POSTED_FIELDS),
+        column(_MESSAGE, "created_at"),
+    ]
     values = [
-        f"{visible}.{quote('org_id')}",
-        f"{visible}.{quote('id')}",
+        f"{visible}.{column(_CONVERSATION, 'org')}",
+        f"{visible}.{column(_CONVERSATION, 'id')}",
         *(["%s"] * len(_POSTED_FIELDS)),
         "clock_timestamp()",
     ]
     # Identifiers from the models' own metadata, quoted; values are all parameters.
     return (
         f"WITH {visible} AS ({visible_sql}),"  # noqa: S608
-        f" {new} AS (INSERT INTO {message} ({', '.join(quote(c) for c in columns)})"
-        f" SELECT {', '.join(values)} FROM {visible} WHERE {visible}.{quote('status')} = %s"
-        f" RETURNING {quote('id')}, {quote('conversation_id')}, {quote('created_at')}),"
+        f" {new} AS (INSERT INTO {message} ({', '.join(columns)})"
+        f" SELECT {', '.join(values)} FROM {visible}"
+        f" WHERE {visible}.{column(_CONVERSATION, 'status')} = %s"
+        f" RETURNING {column(_MESSAGE, 'id')}, {column(_MESSAGE, 'conversation')},"
+        f" {column(_MESSAGE, 'created_at')}),"
         f" {quote('linked')} AS (UPDATE {conversation}"
-        f" SET {quote('last_message_at')} = {new}.{quote('created_at')},"
-        f" {quote('last_message_id')} = {new}.{quote('id')}"
-        f" FROM {new} WHERE {conversation}.{quote('id')} = {new}.{quote('conversation_id')})"
-        f" SELECT {visible}.*, {new}.{quote('id')}, {new}.{quote('created_at')}"
-        f" FROM {visible} LEFT JOIN {new} ON TRUE"
+        f" SET {column(_CONVERSATION, 'last_message_at')} = {new_created_at},"
+        f" {column(_CONVERSATION, 'last_message')} = {new_id}"
+        f" FROM {new} WHERE {conversation}.{column(_CONVERSATION, 'id')}"
+        f" = {new}.{column(_MESSAGE, 'conversation')})"
+        f" SELECT {visible}.*, {new_id}, {new_created_at} FROM {visible} LEFT JOIN {new} ON TRUE"
     )
 
 
