@@ -109,27 +109,29 @@ class ModelRow(_CompiledPerVendor):
         self.params = tuple(params)
         super().__init__()
 
-    def _compile(self, connection) -> tuple[str, list]:
+    def _compile(self, connection) -> tuple[str, tuple, list]:
         quote = connection.ops.quote_name
         columns: list[str] = []
+        converters = []
         layout = []
         for model, alias in self.models:
             fields = model._meta.concrete_fields
-            readers = []
+            start = len(columns)
             for field in fields:
                 col = field.get_col(alias)
-                converters = connection.ops.get_db_converters(col) + col.get_db_converters(
+                functions = connection.ops.get_db_converters(col) + col.get_db_converters(
                     connection
                 )
-                readers.append((len(columns), converters, col))
+                if functions:
+                    converters.append((len(columns), tuple(functions), col))
                 columns.append(f"{quote(alias)}.{quote(field.column)}")
-            layout.append((model, [field.attname for field in fields], readers))
-        return self.sql.format(columns=", ".join(columns)), layout
+            layout.append((model, [field.attname for field in fields], slice(start, len(columns))))
+        return self.sql.format(columns=", ".join(columns)), tuple(converters), layout
 
     def fetch(self, *values, using: str = "default") -> list[Model] | None:
         """The row's model instances, in the order of `models`; None when no row matches."""
         connection = connections[using]
-        sql, layout = self._compiled_for(connection)
+        sql, converters, layout = self._compiled_for(connection)
         params = [
             field.get_db_prep_value(value, connection, prepared=False)
             for field, value in zip(self.params, values, strict=True)
@@ -137,16 +139,20 @@ class ModelRow(_CompiledPerVendor):
         row = execute_prepared(connection, sql, params, fetch=True)
         if row is None:
             return None
-        instances = []
-        for model, attnames, readers in layout:
-            fields = []
-            for index, converters, col in readers:
-                value = row[index]
-                for converter in converters:
-                    value = converter(value, col, connection)
-                fields.append(value)
-            instances.append(model.from_db(using, attnames, fields))
-        return instances
+        row = _converted(row, converters, connection)
+        return [model.from_db(using, attnames, row[columns]) for model, attnames, columns in layout]
+
+
+def _converted(row: Sequence, converters: Sequence[tuple], connection) -> list:
+    """`row` with each `(index, functions, expression)` of `converters` applied to its column, as
+    the ORM's compiler applies its database and field converters to the rows it reads."""
+    row = list(row)
+    for index, functions, expression in converters:
+        value = row[index]
+        for function in functions:
+            value = function(value, expression, connection)
+        row[index] = value
+    return row
 
 
 class RowsInsert(_CompiledPerVendor):
@@ -397,7 +403,7 @@ class CompiledQuery:
     def _bind(self, connection, arguments: dict) -> tuple[_CompiledShape, list]:
         values, constants = {}, []
         for name, value in sorted(arguments.items()):
-            if name in self.params and value:
+            if self._bound(name, value):
                 values[name] = value.pk if isinstance(value, Model) else value
                 constants.append((name, Param))
             else:
@@ -415,14 +421,14 @@ class CompiledQuery:
             params[index] = prepared[name]
         return shape, params
 
+    def _bound(self, name: str, value) -> bool:
+        """Whether `name` is bound on each run (the builder sees a `Param`) rather than a constant
+        of the shape (the builder sees the value: every non-param, and a falsy param)."""
+        return name in self.params and bool(value)
+
     @staticmethod
     def _load(shape: _CompiledShape, connection, using: str, row: Sequence) -> Model:
-        row = list(row)
-        for index, converters, expression in shape.converters:
-            value = row[index]
-            for converter in converters:
-                value = converter(value, expression, connection)
-            row[index] = value
+        row = _converted(row, shape.converters, connection)
         instance = shape.model.from_db(using, shape.attnames, row[shape.model_columns])
         for name, index in shape.annotations:
             setattr(instance, name, row[index])
@@ -430,7 +436,7 @@ class CompiledQuery:
 
     def _compile(self, connection, arguments: dict) -> _CompiledShape:
         symbolic = {
-            name: Param(name, self.params[name]) if name in self.params and value else value
+            name: Param(name, self.params[name]) if self._bound(name, value) else value
             for name, value in arguments.items()
         }
         query = self.build(**symbolic).query

@@ -73,19 +73,17 @@ def message_post_contact(
     one statement (`_contact_post_sql`).
     """
     _contact_may_chat(principal)
-    text = _text_clean(text)
-    message = Message(
-        sender_kind=Message.SenderKind.CONTACT,
-        body=text,
-        sender_contact=principal.contact,
-        sender_auth_info=copy.deepcopy(principal.contact.sender_auth_info),
-    )
+    sender = {
+        "sender_kind": Message.SenderKind.CONTACT,
+        "sender_contact": principal.contact,
+        "sender_auth_info": copy.deepcopy(principal.contact.sender_auth_info),
+    }
     if connection.vendor == "postgresql":
         return _message_post_contact_statement(
             principal=principal,
             conversation_id=conversation_id,
             external_id=external_id,
-            message=message,
+            message=Message(body=_text_clean(text), **sender),
         )
     with transaction.atomic():
         conversation = conversation_visible_get(
@@ -94,14 +92,7 @@ def message_post_contact(
             external_id=external_id,
             for_update=True,
         )
-        return _message_append(
-            conversation=conversation,
-            already_locked=True,
-            sender_kind=message.sender_kind,
-            text=text,
-            sender_contact=message.sender_contact,
-            sender_auth_info=message.sender_auth_info,
-        )
+        return _message_append(conversation=conversation, already_locked=True, text=text, **sender)
 
 
 _MESSAGE, _CONVERSATION = Message._meta, Conversation._meta
