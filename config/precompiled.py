@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import NotSupportedError, connections, transaction
-from django.db.models import Expression, Field, Model, QuerySet
+from django.db.models import CharField, Expression, Field, Model, QuerySet
 from django.db.transaction import TransactionManagementError
 
 # PostgreSQL's feature_not_supported, which is what a prepared statement whose result columns
@@ -44,6 +44,30 @@ def prepared(connection):
         yield
     finally:
         raw.prepare_threshold = None
+
+
+def row_versions(connection) -> bool:
+    """Whether rows carry the version (`RowVersion`) `InsertAndUpdate.run_if_unchanged` checks."""
+    return connection.vendor == "postgresql"
+
+
+class RowVersion(Expression):
+    """The version of the queried row, as text: PostgreSQL's `xmin`, None elsewhere.
+
+    `xmin` is the id of the transaction that wrote this version of the row, so any UPDATE of
+    the row (committed by another transaction) changes it. Annotate a read with it, then write
+    with `InsertAndUpdate.run_if_unchanged` to write only if nobody changed the row in between.
+    """
+
+    def __init__(self):
+        super().__init__(output_field=CharField())
+
+    def as_sql(self, compiler, connection):
+        return "NULL", []
+
+    def as_postgresql(self, compiler, connection):
+        table = compiler.quote_name_unless_alias(compiler.query.get_initial_alias())
+        return f"{table}.xmin::text", []
 
 
 def execute_prepared(connection, sql: str, params: list, *, fetch: bool | str = False):
@@ -82,16 +106,17 @@ class _CompiledPerVendor:
     """SQL written once per database vendor by `_compile`, on first use."""
 
     def __init__(self):
-        self._compiled: dict[str, object] = {}
+        self._compiled: dict[tuple[str, str], object] = {}
 
     def _compile(self, connection):
         raise NotImplementedError
 
-    def _compiled_for(self, connection):
-        compiled = self._compiled.get(connection.vendor)
-        if compiled is None:
-            compiled = self._compiled[connection.vendor] = self._compile(connection)
-        return compiled
+    def _compiled_for(self, connection, variant: str = "", compile=None):
+        """The SQL `compile` (by default `_compile`) writes for this vendor, written once."""
+        key = (connection.vendor, variant)
+        if key not in self._compiled:
+            self._compiled[key] = (compile or self._compile)(connection)
+        return self._compiled[key]
 
 
 class ModelRow(_CompiledPerVendor):
@@ -267,13 +292,66 @@ class InsertAndUpdate(_CompiledPerVendor):
             f" WHERE {quote(existing.db_table)}.{quote(existing.pk.column)} = %s RETURNING {new_pk}"
         )
 
-    def run(self, new: Model, existing: Model, *, using: str = "default") -> None:
-        """INSERT `new` (which gets its primary key) and UPDATE `existing`'s `fields` (and link)."""
+    def _compile_if_unchanged(self, connection) -> str:
+        quote = connection.ops.quote_name
+        new, existing = self.insert_model._meta, self.update_model._meta
+        table = quote(existing.db_table)
+        assignments = [f"{quote(field.column)} = %s" for field in self.fields]
+        # In INSERT … SELECT a parameter takes no type from its column: each is cast to it.
+        values = [f"CAST(%s AS {field.cast_db_type(connection)})" for field in self.inserted]
+        # Identifiers and types from the models' own metadata, quoted; values are all parameters.
+        return (
+            f"WITH {quote('existing')} AS (UPDATE {table} SET {', '.join(assignments)}"  # noqa: S608
+            f" WHERE {table}.{quote(existing.pk.column)} = %s AND {table}.xmin = %s::xid"
+            f" RETURNING {table}.{quote(existing.pk.column)})"
+            f" INSERT INTO {quote(new.db_table)}"
+            f" ({', '.join(quote(field.column) for field in self.inserted)})"
+            f" SELECT {', '.join(values)} FROM {quote('existing')}"
+            f" RETURNING {quote(new.pk.column)}"
+        )
+
+    def run_if_unchanged(
+        self, new: Model, existing: Model, *, version: str, using: str = "default"
+    ) -> bool:
+        """`run`, but only if `existing` is still the `version` it was read at (`RowVersion`).
+
+        PostgreSQL only, and safe outside a transaction: one statement UPDATEs `existing` where
+        its primary key and its `xmin` still match, and INSERTs `new` only if that UPDATE found
+        the row. False, with nothing written, when anyone updated or deleted the row since it was
+        read (an open transaction that is changing it is waited for); the caller then takes a
+        locked path. Without `link`: the new row's key must be its own.
+        """
         connection = connections[using]
+        self._check(new, existing)
+        if not row_versions(connection):
+            raise NotSupportedError("row versions are PostgreSQL's xmin")
+        if self.link is not None or self.insert_model._meta.auto_field in self.inserted:
+            raise ValueError("run_if_unchanged needs an unlinked row with its own primary key")
+        sql = self._compiled_for(connection, "if_unchanged", self._compile_if_unchanged)
+        params = [
+            field.get_db_prep_save(field.pre_save(existing, False), connection)
+            for field in self.fields
+        ]
+        params += [existing._meta.pk.get_db_prep_value(existing.pk, connection), version]
+        params += [
+            field.get_db_prep_save(field.pre_save(new, True), connection) for field in self.inserted
+        ]
+        if execute_prepared(connection, sql, params, fetch=True) is None:
+            return False
+        new._state.adding = False
+        new._state.db = using
+        return True
+
+    def _check(self, new: Model, existing: Model) -> None:
         if type(new) is not self.insert_model or not new._state.adding:
             raise ValueError(f"expected a new {self.insert_model.__name__}")
         if type(existing) is not self.update_model or existing._state.adding:
             raise ValueError(f"expected a saved {self.update_model.__name__}")
+
+    def run(self, new: Model, existing: Model, *, using: str = "default") -> None:
+        """INSERT `new` (which gets its primary key) and UPDATE `existing`'s `fields` (and link)."""
+        connection = connections[using]
+        self._check(new, existing)
         if not connection.in_atomic_block:
             raise TransactionManagementError("InsertAndUpdate.run must run inside a transaction")
         sql = self._compiled_for(connection)

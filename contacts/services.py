@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict, Unauthenticated
 from config.fields import check_custom_data
-from config.precompiled import CompiledQuery, InsertAndUpdate, RowsInsert
+from config.precompiled import CompiledQuery, InsertAndUpdate, RowsInsert, RowVersion, row_versions
 from contacts.models import Contact, Device
 from identity.models import Organization
 from identity.selectors import custom_token_verify
@@ -249,14 +249,28 @@ def contact_verified_sign_in(
     a 409. A verified contact known by email alone is claimed by the first `user_id` sent for it.
     Each sign-in gets a device of its own, so logging one browser out leaves the others alone.
 
+    On PostgreSQL a sign-in first reads its contact without a lock and writes in one statement
+    that applies only if nobody changed the contact in between (its row version); no
+    transaction is opened. If someone did, the sign-in runs again the classic way: in a
+    transaction, on the locked row. Either way the result is the same as under the lock.
     Concurrent first sign-ins of one user race on the partial unique constraints; the losers
     retry and update the winner's row, so exactly one contact results and nobody sees an error.
     """
+    connection = transaction.get_connection()
     for attempt in range(VERIFIED_UPSERT_ATTEMPTS):
         try:
+            if row_versions(connection):
+                # Inside a caller's transaction a failing statement must not abort it: a
+                # savepoint. In autocommit each statement commits or fails on its own.
+                with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                    issued = _verified_upsert(
+                        org=org, profile=profile, proof=proof, user_agent=user_agent, lock=False
+                    )
+                if issued is not None:
+                    return issued
             with transaction.atomic():
                 return _verified_upsert(
-                    org=org, profile=profile, proof=proof, user_agent=user_agent
+                    org=org, profile=profile, proof=proof, user_agent=user_agent, lock=True
                 )
         except IntegrityError:
             if attempt == VERIFIED_UPSERT_ATTEMPTS - 1:
@@ -264,17 +278,16 @@ def contact_verified_sign_in(
     raise AssertionError("unreachable")
 
 
-def _verified_match_query(*, org, email: str, user_id: str):
+def _verified_match_query(*, org, email: str, user_id: str, lock: bool):
     keys = Q()
     if email:
         keys |= Q(email=email)
     if user_id:
         keys |= Q(user_id=user_id)
-    return (
-        Contact.objects.select_for_update()
-        .filter(org=org, trust=Contact.Trust.VERIFIED, erased_at__isnull=True)
-        .filter(keys)[:2]
-    )
+    contacts = Contact.objects.filter(org=org, trust=Contact.Trust.VERIFIED, erased_at__isnull=True)
+    if lock:
+        contacts = contacts.select_for_update()
+    return contacts.annotate(row_version=RowVersion()).filter(keys)[:2]
 
 
 # Every sign-in runs it: built and compiled once per shape (config.precompiled.CompiledQuery).
@@ -284,15 +297,18 @@ _VERIFIED_MATCH = CompiledQuery(
 )
 
 
-def _verified_match(*, org: Organization, profile: VerifiedProfile) -> Contact | None:
-    """The verified contact this profile names, locked; None for a new one (one query).
+def _verified_match(*, org: Organization, profile: VerifiedProfile, lock: bool) -> Contact | None:
+    """The verified contact this profile names, locked or with its `row_version`; None for a new
+    one (one query).
 
     A blank email or user_id names nobody: contacts without one are not the same person.
     """
     if not profile.email and not profile.user_id:
         return None
     # The partial unique constraints leave at most one row per key, so at most two rows.
-    candidates = _VERIFIED_MATCH.run(org=org, email=profile.email, user_id=profile.user_id)
+    candidates = _VERIFIED_MATCH.run(
+        org=org, email=profile.email, user_id=profile.user_id, lock=lock
+    )
     by_email = next((c for c in candidates if profile.email and c.email == profile.email), None)
     if not profile.user_id:
         return by_email
@@ -325,10 +341,20 @@ _KNOWN_CUSTOMER_SIGN_IN = InsertAndUpdate(Device, update=Contact, fields=VERIFIE
 
 
 def _verified_upsert(
-    *, org: Organization, profile: VerifiedProfile, proof: VerifiedProof, user_agent: str
-) -> IssuedToken:
+    *,
+    org: Organization,
+    profile: VerifiedProfile,
+    proof: VerifiedProof,
+    user_agent: str,
+    lock: bool,
+) -> IssuedToken | None:
+    """One sign-in attempt; with `lock`, inside the caller's transaction on the locked row.
+
+    Without it (PostgreSQL), the row is read unlocked and written only if unchanged since:
+    None, with nothing written, when it changed.
+    """
     now = timezone.now()
-    contact = _verified_match(org=org, profile=profile) or Contact(
+    contact = _verified_match(org=org, profile=profile, lock=lock) or Contact(
         org=org, trust=Contact.Trust.VERIFIED, first_seen_at=now
     )
     contact.email = profile.email
@@ -355,8 +381,10 @@ def _verified_upsert(
     )
     if contact._state.adding:
         _NEW_IDENTITY.insert(contact, device)
-    else:
+    elif lock:
         _KNOWN_CUSTOMER_SIGN_IN.run(device, contact)
+    elif not _KNOWN_CUSTOMER_SIGN_IN.run_if_unchanged(device, contact, version=contact.row_version):
+        return None
     token, expires_at = contact_token_issue(org=org, contact=contact, device=device)
     return IssuedToken(token=token, expires_at=expires_at, contact=contact, device=device)
 

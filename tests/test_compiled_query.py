@@ -1,5 +1,6 @@
 """config.precompiled.CompiledQuery: a query compiled once per shape loads what the ORM loads."""
 
+import itertools
 import uuid
 from datetime import timedelta
 
@@ -312,17 +313,16 @@ def test_the_verified_match_is_the_orms_for_every_combination_of_keys():
     emails = ["", "both@shop.test", "mail-only@shop.test", "gone@shop.test", "nobody@shop.test"]
     user_ids = ["", "u-both", "u-only", "u-gone", "u-nobody"]
 
-    for email in emails:
-        for user_id in user_ids:
-            if not email and not user_id:
-                continue
-            with transaction.atomic():
-                found = contact_services._VERIFIED_MATCH.run(org=org, email=email, user_id=user_id)
-                expected = list(
-                    contact_services._verified_match_query(org=org, email=email, user_id=user_id)
-                )
-            assert sorted(c.pk for c in found) == sorted(c.pk for c in expected), (email, user_id)
-            assert [field_values(c) for c in found] == [field_values(c) for c in expected]
+    for email, user_id, lock in itertools.product(emails, user_ids, [True, False]):
+        if not email and not user_id:
+            continue
+        keys = {"org": org, "email": email, "user_id": user_id, "lock": lock}
+        with transaction.atomic():
+            found = contact_services._VERIFIED_MATCH.run(**keys)
+            expected = list(contact_services._verified_match_query(**keys))
+        assert sorted(c.pk for c in found) == sorted(c.pk for c in expected), keys
+        assert [field_values(c) for c in found] == [field_values(c) for c in expected]
+        assert [c.row_version for c in found] == [c.row_version for c in expected]
 
 
 def test_only_the_primary_key_lookups_are_prepared():

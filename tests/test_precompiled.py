@@ -1,17 +1,19 @@
 """config.precompiled: the same instances the ORM would load and write, on SQLite and PostgreSQL."""
 
+import threading
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, NotSupportedError, connection, transaction
+from django.db import IntegrityError, NotSupportedError, connection, connections, transaction
 from django.db.models import Model
 from django.db.transaction import TransactionManagementError
 
-from config.precompiled import InsertAndUpdate, RowsInsert
+from config.precompiled import InsertAndUpdate, RowsInsert, RowVersion
 from contacts.models import Contact, Device
 from contacts.selectors import _PRINCIPAL_ROW
 from conversations.models import Conversation, Message
+from tests.concurrency import committed_elsewhere, wait_for_lock_waiters
 from tests.factories import (
     ConversationFactory,
     DeviceFactory,
@@ -243,6 +245,109 @@ def test_saved_rows_wrong_models_or_a_wrong_link_are_refused(conversation):
         APPEND.run(message, Conversation(org=conversation.org, contact=conversation.contact))
     with pytest.raises(ValueError):
         InsertAndUpdate(Device, update=Conversation, fields=[], link="last_message")
+    assert not Message.objects.filter(body="x").exists()
+
+
+# --- InsertAndUpdate.run_if_unchanged: an optimistic write (PostgreSQL) -----------------------
+
+
+def read_with_version(contact: Contact) -> Contact:
+    return Contact.objects.annotate(row_version=RowVersion()).get(pk=contact.pk)
+
+
+@pytest.fixture
+def postgresql_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("row versions are PostgreSQL's xmin")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unchanged_row_is_updated_and_the_new_row_inserted_in_one_autocommit_statement(
+    postgresql_only, django_assert_num_queries
+):
+    # given: a contact read with its version, then new details
+    contact = read_with_version(DeviceFactory().contact)
+    contact.name = "Zoë"
+    contact.custom_data = {"nested": {"n": [1, 2.5, None, True]}}
+    device = Device(org=contact.org, contact=contact, user_agent="UA/4")
+
+    # when: in autocommit, one statement
+    with django_assert_num_queries(1) as captured:
+        written = SIGN_IN.run_if_unchanged(device, contact, version=contact.row_version)
+
+    # then
+    assert written
+    assert captured.captured_queries[0]["sql"].startswith('WITH "existing" AS (UPDATE')
+    assert not device._state.adding
+    assert field_values(Device.objects.get(pk=device.pk)) == field_values(device)
+    stored = Contact.objects.get(pk=contact.pk)
+    assert (stored.name, stored.custom_data) == ("Zoë", contact.custom_data)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("change", ["updated", "deleted"])
+def test_a_row_changed_since_it_was_read_writes_neither(postgresql_only, change):
+    # given: a contact read with its version, then changed by another connection
+    contact = read_with_version(DeviceFactory().contact)
+    if change == "updated":
+        committed_elsewhere(
+            'UPDATE "contacts_contact" SET "phone" = %s WHERE "id" = %s', ["+1 555", contact.pk]
+        )
+    else:
+        committed_elsewhere('DELETE FROM "contacts_device" WHERE "contact_id" = %s', [contact.pk])
+        committed_elsewhere('DELETE FROM "contacts_contact" WHERE "id" = %s', [contact.pk])
+    contact.name = "stale write"
+    device = Device(org=contact.org, contact=contact, user_agent="UA/5")
+
+    # when
+    written = SIGN_IN.run_if_unchanged(device, contact, version=contact.row_version)
+
+    # then: nothing written, the other connection's change stands
+    assert not written
+    assert device._state.adding
+    assert not Device.objects.filter(pk=device.pk).exists()
+    assert not Contact.objects.filter(name="stale write").exists()
+    if change == "updated":
+        assert Contact.objects.get(pk=contact.pk).phone == "+1 555"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_changed_by_an_open_transaction_is_waited_for_then_refused(postgresql_only):
+    # given: a contact read with its version, and a new device for it
+    contact = read_with_version(DeviceFactory().contact)
+    contact.name = "stale write"
+    device = Device(org=contact.org, contact=contact, user_agent="UA/6")
+    written: list[bool] = []
+
+    def write() -> None:
+        try:
+            written.append(SIGN_IN.run_if_unchanged(device, contact, version=contact.row_version))
+        finally:
+            connections["default"].close()
+
+    # when: another transaction is changing the row; the write waits on it; it commits
+    with transaction.atomic():
+        Contact.objects.filter(pk=contact.pk).update(phone="+1 555")
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert wait_for_lock_waiters(1) == 1
+    writer.join(10)
+
+    # then: the write saw the new version once the lock was free, and wrote nothing
+    assert written == [False]
+    assert not Device.objects.filter(pk=device.pk).exists()
+    assert Contact.objects.get(pk=contact.pk).phone == "+1 555"
+
+
+def test_run_if_unchanged_refuses_a_link_a_database_key_and_other_databases(conversation):
+    message = new_message(conversation, body="x")
+    with pytest.raises((ValueError, NotSupportedError)):
+        APPEND.run_if_unchanged(message, conversation, version="1")
+    contact = DeviceFactory().contact
+    device = Device(org=contact.org, contact=contact)
+    if connection.vendor != "postgresql":
+        with pytest.raises(NotSupportedError):
+            SIGN_IN.run_if_unchanged(device, contact, version="1")
     assert not Message.objects.filter(body="x").exists()
 
 

@@ -1,13 +1,12 @@
 """Verified customers: authenticate-user with an org API key, and Tiledesk custom tokens."""
 
-import threading
 import time
 import uuid
 
 import jwt
 import pytest
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection
 from rest_framework.test import APIClient
 
 from contacts.models import Contact, Device
@@ -18,6 +17,7 @@ from contacts.services import (
     contact_verified_sign_in,
 )
 from identity.services import api_key_create, api_key_revoke, signing_secret_create_shared
+from tests.concurrency import committed_elsewhere, in_parallel
 from tests.contacts.conftest import mint, widget_client
 from tests.factories import OrganizationFactory
 
@@ -230,9 +230,9 @@ def test_a_key_without_the_scope_is_403(org):
 
 def test_authenticate_user_query_budget(org, django_assert_num_queries):
     client = backend(key_for(org))
-    # the key and its last_used_at stamp, the transaction's savepoint, the locked match, the new
-    # contact and its device (one INSERT statement on PostgreSQL; two in a savepoint on SQLite),
-    # the release
+    # the key and its last_used_at stamp, a savepoint (the test runs in a transaction), the match
+    # (unlocked on PostgreSQL, locked on SQLite), the new contact and its device (one INSERT
+    # statement on PostgreSQL; two in a savepoint of their own on SQLite), the release
     expected = 6 if connection.vendor == "postgresql" else 9
 
     with django_assert_num_queries(expected):
@@ -243,8 +243,9 @@ def test_a_returning_user_is_one_match_query_and_a_narrow_update(org, django_ass
     client = backend(key_for(org))
     authenticate(client, {"email": "a@b.test", "user_id": "u"})  # first sign-in, key stamped
 
-    # the key, both identity keys in one locked match, the device INSERT and the contact's
-    # UPDATE (one statement on PostgreSQL); plus the transaction's savepoint and its release
+    # the key, both identity keys in one match (unlocked on PostgreSQL, where the write checks
+    # the row version; locked on SQLite), the device INSERT and the contact's UPDATE (one
+    # statement on PostgreSQL); plus a savepoint (the test runs in a transaction) and its release
     postgresql = connection.vendor == "postgresql"
     with django_assert_num_queries(5 if postgresql else 6) as captured:
         response = authenticate(client, {"email": "a@b.test", "user_id": "u", "name": "A"})
@@ -287,30 +288,105 @@ def test_twenty_parallel_first_sign_ins_give_exactly_one_contact():
     # given
     org = OrganizationFactory()
     key = key_for(org)
-    barrier = threading.Barrier(20)
     statuses: list[int] = []
-    lock = threading.Lock()
 
-    def sign_in():
-        try:
-            barrier.wait()
-            status = authenticate(backend(key), {"email": "race@shop.test", "user_id": "r1"})
-            with lock:
-                statuses.append(status.status_code)
-        finally:
-            connections.close_all()
+    def sign_in(n: int) -> None:
+        response = authenticate(backend(key), {"email": "race@shop.test", "user_id": "r1"})
+        statuses.append(response.status_code)
 
     # when
-    threads = [threading.Thread(target=sign_in) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_parallel(sign_in, 20)
 
     # then
     assert statuses == [201] * 20
     assert Contact.objects.filter(org=org).count() == 1
     assert Device.objects.filter(org=org).count() == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_parallel_sign_ins_of_a_known_user_lose_none_of_their_custom_data():
+    # Each sign-in merges its own key into the stored custom data: a write that ignored a
+    # sign-in landing between its read and its write would drop that one's key.
+    if connection.vendor != "postgresql":
+        pytest.skip("real concurrency needs PostgreSQL")
+    # given
+    org = OrganizationFactory()
+    key = key_for(org)
+    authenticate(backend(key), {"email": "known@shop.test", "user_id": "k1"})
+    statuses: list[int] = []
+
+    def sign_in(n: int) -> None:
+        body = {"email": "known@shop.test", "user_id": "k1", "customData": {f"k{n}": n}}
+        statuses.append(authenticate(backend(key), body).status_code)
+
+    # when
+    in_parallel(sign_in, 20)
+
+    # then
+    assert statuses == [201] * 20
+    (contact,) = Contact.objects.filter(org=org)
+    assert contact.custom_data == {f"k{n}": n for n in range(20)}
+    assert Device.objects.filter(org=org).count() == 21
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_known_users_sign_in_opens_no_transaction_on_postgresql():
+    if connection.vendor != "postgresql":
+        pytest.skip("the unlocked path needs PostgreSQL's row versions")
+    # given: a known user, and the key's last_used_at already stamped
+    org = OrganizationFactory()
+    client = backend(key_for(org))
+    authenticate(client, {"email": "a@b.test", "user_id": "u"})
+    statements: list[tuple[str, bool]] = []
+
+    def record(execute, sql, params, many, context):
+        statements.append((sql.split()[0].upper(), connection.in_atomic_block))
+        return execute(sql, params, many, context)
+
+    # when
+    with connection.execute_wrapper(record):
+        response = authenticate(client, {"email": "a@b.test", "user_id": "u", "name": "B"})
+
+    # then: the key, the unlocked match, the guarded write; each in autocommit
+    assert response.status_code == 201
+    assert statements == [("SELECT", False), ("SELECT", False), ("WITH", False)]
+    assert Contact.objects.get(org=org).name == "B"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_contact_changed_between_read_and_write_is_signed_in_on_the_locked_row(monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("the unlocked path needs PostgreSQL's row versions")
+    # given: a known user; an agent's edit lands just after the sign-in's unlocked read
+    from contacts import services
+
+    org = OrganizationFactory()
+    client = backend(key_for(org))
+    authenticate(client, {"email": "a@b.test", "user_id": "u", "customData": {"a": 1}})
+    contact = Contact.objects.get(org=org)
+    match, reads = services._verified_match, []
+
+    def match_then_edit(*, lock, **arguments):
+        reads.append(lock)
+        found = match(lock=lock, **arguments)
+        if not lock:
+            committed_elsewhere(
+                'UPDATE "contacts_contact" SET "phone" = %s WHERE "id" = %s', ["+1 555", contact.pk]
+            )
+        return found
+
+    monkeypatch.setattr(services, "_verified_match", match_then_edit)
+
+    # when
+    response = authenticate(client, {"email": "a@b.test", "user_id": "u", "customData": {"b": 2}})
+
+    # then: the stale write was dropped, and the locked retry kept the edit and merged the data
+    assert response.status_code == 201
+    assert reads == [False, True]
+    stored = Contact.objects.get(pk=contact.pk)
+    assert stored.phone == "+1 555"
+    assert stored.custom_data == {"a": 1, "b": 2}
+    assert Device.objects.filter(contact=contact).count() == 2
 
 
 # --- signinWithCustomToken ---------------------------------------------------------------

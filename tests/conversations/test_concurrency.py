@@ -1,7 +1,6 @@
 """Posts racing on PostgreSQL: fifty stored once each, in order; a close beats a waiting post."""
 
 import threading
-import time
 
 import pytest
 from django.db import connection, transaction
@@ -10,6 +9,7 @@ from rest_framework.test import APIClient
 
 from contacts.models import Contact
 from conversations.models import Conversation, Message
+from tests.concurrency import in_parallel, wait_for_lock_waiters
 from tests.conversations.conftest import visitor_with_trust
 from tests.factories import ConversationFactory, OrganizationFactory
 
@@ -25,35 +25,23 @@ pytestmark = [
 
 
 def test_fifty_concurrent_posts_are_each_stored_once_in_a_stable_order():
-    # given: one conversation and fifty threads released together
+    # given: one conversation
     org = OrganizationFactory()
     visitor = visitor_with_trust(org, Contact.Trust.ANONYMOUS)
     conversation = ConversationFactory(contact=visitor.contact, device=visitor.device)
     url = f"/widget/sessions/{conversation.id}/messages"
     visitor.client.get("/widget/sessions")  # warm the widget-token cache before the race
-    barrier = threading.Barrier(POSTS)
     statuses: list[int] = []
-    lock = threading.Lock()
 
     def post(index: int) -> None:
-        try:
-            client = APIClient(
-                HTTP_X_WIDGET_TOKEN=org.widget_token,
-                HTTP_AUTHORIZATION=f"Bearer {visitor.token}",
-            )
-            barrier.wait()
-            response = client.post(url, {"text": f"message {index}"}, format="json")
-            with lock:
-                statuses.append(response.status_code)
-        finally:
-            connection.close()
+        client = APIClient(
+            HTTP_X_WIDGET_TOKEN=org.widget_token, HTTP_AUTHORIZATION=f"Bearer {visitor.token}"
+        )
+        response = client.post(url, {"text": f"message {index}"}, format="json")
+        statuses.append(response.status_code)
 
-    # when
-    threads = [threading.Thread(target=post, args=(index,)) for index in range(POSTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # when: fifty threads released together
+    in_parallel(post, POSTS)
 
     # then
     assert statuses == [201] * POSTS
@@ -93,10 +81,7 @@ def test_a_close_that_lands_while_a_post_waits_on_the_lock_turns_the_post_away()
         poster = threading.Thread(target=post)
         poster.start()
         # when: the post is waiting on that lock, and the agent closes the conversation
-        deadline = time.monotonic() + 10
-        while not lock_waiters() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert lock_waiters() == 1
+        assert wait_for_lock_waiters(1) == 1
         Conversation.objects.filter(pk=conversation.pk).update(
             status=Conversation.Status.CLOSED, closed_at=timezone.now()
         )
@@ -108,12 +93,3 @@ def test_a_close_that_lands_while_a_post_waits_on_the_lock_turns_the_post_away()
     ]
     assert not Message.objects.filter(conversation=conversation).exists()
     assert Conversation.objects.get(pk=conversation.pk).last_message_id is None
-
-
-def lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            # pg_locks, not pg_stat_activity, which a transaction sees as of its first look
-            "SELECT count(*) FROM pg_locks WHERE NOT granted"
-        )
-        return cursor.fetchone()[0]

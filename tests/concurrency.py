@@ -1,0 +1,56 @@
+"""Helpers for tests that race PostgreSQL connections and transactions against each other."""
+
+import threading
+import time
+
+from django.db import connection, connections
+
+
+def lock_waiters() -> int:
+    """How many lock requests are waiting on the server right now."""
+    with connection.cursor() as cursor:
+        # pg_locks, not pg_stat_activity, which a transaction sees as of its first look
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return cursor.fetchone()[0]
+
+
+def wait_for_lock_waiters(count: int, timeout: float = 10) -> int:
+    """Poll until `count` lock requests wait (or `timeout` passes); the last count seen."""
+    deadline = time.monotonic() + timeout
+    while (waiting := lock_waiters()) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return waiting
+
+
+def committed_elsewhere(sql: str, params: list) -> None:
+    """Run `sql` on a connection of its own, committed at once: another app server's write."""
+
+    def write() -> None:
+        try:
+            with connections["default"].cursor() as cursor:
+                cursor.execute(sql, params)
+        finally:
+            connections["default"].close()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+
+
+def in_parallel(target, count: int) -> None:
+    """Call `target(n)` for n in range(count), each in its own thread with its own connection,
+    all released at once by a barrier; return when all are done."""
+    barrier = threading.Barrier(count)
+
+    def run(n: int) -> None:
+        try:
+            barrier.wait()
+            target(n)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
