@@ -18,7 +18,10 @@ class Contact(models.Model):
         VERIFIED = "verified", "Verified"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="contacts")
+    # Not indexed alone: every index below starts with the org (see Meta.indexes).
+    org = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="contacts", db_index=False
+    )
     trust = models.CharField(max_length=16, choices=Trust.choices, default=Trust.ANONYMOUS)
     name = models.CharField(max_length=200, blank=True)
     email = models.EmailField(max_length=254, blank=True)
@@ -90,7 +93,10 @@ class Device(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="devices")
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="devices")
+    # Not indexed alone: `device_contact_created` starts with the contact.
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="devices", db_index=False
+    )
     created_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
     user_agent = models.CharField(max_length=512, blank=True)

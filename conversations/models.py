@@ -21,20 +21,31 @@ class Conversation(models.Model):
         CLOSED = "closed", "Closed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="conversations")
+    # Not indexed alone: the inbox indexes start with the org (see Meta.indexes).
+    org = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="conversations", db_index=False
+    )
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="conversations")
+    # Not indexed alone: `conv_device_created` starts with the device.
     device = models.ForeignKey(
-        Device, on_delete=models.SET_NULL, null=True, blank=True, related_name="conversations"
+        Device,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversations",
+        db_index=False,
     )
     created_verified = models.BooleanField(default=False)
     external_id = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    # Indexed only where set (`conv_assignee`): most conversations have no assignee.
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="assigned_conversations",
+        db_index=False,
     )
     fields = models.JSONField(default=dict, blank=True)
     sender_auth_info = models.JSONField(default=dict, blank=True)
@@ -66,6 +77,10 @@ class Conversation(models.Model):
             # agent inbox: newest activity first, optionally by status
             models.Index(fields=["org", "status", "-last_message_at"], name="conv_org_status_last"),
             models.Index(fields=["org", "-last_message_at"], name="conv_org_last"),
+            # the inbox's assignee filter, and SET_NULL when a user is deleted
+            models.Index(
+                fields=["assignee"], name="conv_assignee", condition=Q(assignee__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -81,19 +96,32 @@ class Message(models.Model):
         SYSTEM = "system", "System"
 
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # Not indexed alone: `message_conversation_id` starts with the conversation.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     sender_kind = models.CharField(max_length=8, choices=SenderKind.choices)
+    # The senders' keys are indexed only where set (Meta.indexes), for SET_NULL on deletion:
+    # a message has at most one of them, so full indexes would hold mostly NULLs.
     sender_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     sender_contact = models.ForeignKey(
-        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     # An integration's reply: the API key that posted it, whose name is shown as the sender.
     sender_api_key = models.ForeignKey(
-        "identity.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "identity.ApiKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     body = models.TextField(max_length=MAX_MESSAGE_LENGTH)
     sender_auth_info = models.JSONField(default=dict, blank=True)
@@ -110,6 +138,21 @@ class Message(models.Model):
         indexes = [
             # a thread, oldest first, and "after=<id>" polling
             models.Index(fields=["conversation", "id"], name="message_conversation_id"),
+            models.Index(
+                fields=["sender_user"],
+                name="message_sender_user",
+                condition=Q(sender_user__isnull=False),
+            ),
+            models.Index(
+                fields=["sender_contact"],
+                name="message_sender_contact",
+                condition=Q(sender_contact__isnull=False),
+            ),
+            models.Index(
+                fields=["sender_api_key"],
+                name="message_sender_api_key",
+                condition=Q(sender_api_key__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

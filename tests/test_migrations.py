@@ -1,0 +1,100 @@
+"""The migrations: in step with the models, and the index changes that must not lock big tables."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+pytestmark = pytest.mark.django_db
+
+BEFORE = [
+    ("contacts", "0003_contact_search_indexes"),
+    ("conversations", "0004_conversation_last_message"),
+]
+# (table, column) of each foreign key whose own index the migrations drop
+DROPPED = [
+    ("contacts_contact", "org_id"),
+    ("contacts_device", "contact_id"),
+    ("conversations_conversation", "org_id"),
+    ("conversations_conversation", "device_id"),
+    ("conversations_conversation", "assignee_id"),
+    ("conversations_message", "conversation_id"),
+    ("conversations_message", "sender_user_id"),
+    ("conversations_message", "sender_contact_id"),
+    ("conversations_message", "sender_api_key_id"),
+]
+
+
+def test_the_models_have_no_changes_without_a_migration():
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out, stderr=out)
+
+
+def full_indexes_on(table: str, column: str) -> list[str]:
+    """The plain (not partial, not unique) single-column indexes on `table.column`."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+        partial = set()
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT indexrelid::regclass::text FROM pg_index"
+                " WHERE indrelid = %s::regclass AND indpred IS NOT NULL",
+                [table],
+            )
+            partial = {row[0] for row in cursor.fetchall()}
+        elif connection.vendor == "sqlite":
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%WHERE%'"
+            )
+            partial = {row[0] for row in cursor.fetchall()}
+    return [
+        name
+        for name, info in constraints.items()
+        if info["index"]
+        and info["columns"] == [column]
+        and not (info["unique"] or info["primary_key"] or info["foreign_key"])
+        and name not in partial
+    ]
+
+
+def foreign_keys(table: str) -> dict:
+    """Each foreign key of `table`: its columns, the target and, on PostgreSQL, the constraint's
+    oid, which changes if the constraint is dropped and added again (and every row re-checked)."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+        oids = {}
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT conname, oid FROM pg_constraint WHERE conrelid = %s::regclass", [table]
+            )
+            oids = dict(cursor.fetchall())
+    return {
+        tuple(info["columns"]): (info["foreign_key"], oids.get(name))
+        for name, info in constraints.items()
+        if info["foreign_key"]
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_foreign_key_indexes_go_without_touching_the_constraints():
+    executor = MigrationExecutor(connection)
+    tables = sorted({table for table, _ in DROPPED})
+    keys_after = {table: foreign_keys(table) for table in tables}
+    try:
+        # given: the schema before the change has an index of its own on each of these keys
+        executor.migrate(BEFORE)
+        assert all(full_indexes_on(table, column) for table, column in DROPPED)
+        keys_before = {table: foreign_keys(table) for table in tables}
+
+        # when
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+        # then: those indexes are gone and every foreign key is as it was
+        assert [(t, c) for t, c in DROPPED if full_indexes_on(t, c)] == []
+        assert {table: foreign_keys(table) for table in tables} == keys_before == keys_after
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
