@@ -170,19 +170,22 @@ def bench(args: argparse.Namespace) -> int:
         baseline = measure(base, baseline_route, args, server_pgid=server.pid)
         baseline.baseline_rps = baseline.rps
         results.append(baseline)
+        # The load on a shared machine drifts: each route sits between two baseline runs, and
+        # its ratio is to their mean, so a drift that is steady over the pair cancels out.
+        before = baseline
         for route in others:
-            # The load on a shared machine drifts: pair each route with a fresh baseline.
-            paired = baseline
-            if args.paired_baseline:
-                paired = measure(
+            result = measure(base, route, args, server_pgid=server.pid)
+            result.baseline_rps = baseline.rps
+            if args.paired_baseline and result.measured:
+                after = measure(
                     base,
                     baseline_route,
                     args,
                     server_pgid=server.pid,
                     seconds=args.paired_baseline,
                 )
-            result = measure(base, route, args, server_pgid=server.pid)
-            result.baseline_rps = paired.rps
+                result.baseline_rps = (before.rps + after.rps) / 2
+                before = after
             results.append(result)
         load = os.getloadavg()
         step("cost", "in-process CPU time and queries per request (bench/cost.py)")
@@ -229,7 +232,7 @@ def arguments() -> argparse.Namespace:
         "--paired-baseline",
         type=int,
         default=5,
-        help="seconds of baseline run just before each route (0: reuse the first baseline)",
+        help="seconds of baseline run after each route (0: every ratio to the first baseline)",
     )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=2)
@@ -787,9 +790,11 @@ def write_doc(
         "429; everything else is the production configuration (DEBUG off, Redis cache, "
         "persistent PostgreSQL connections, the fixed hot statements prepared).",
         (
-            f"- Ratio: the route's req/s over the baseline's req/s in a {args.paired_baseline} s "
-            "baseline run just before it (the `baseline req/s` column), so that drifting "
-            "background load hits both sides of the ratio alike."
+            "- Ratio: the route's req/s over the mean req/s of the two baseline runs around it "
+            f"(the `baseline req/s` column): the one before it (the first baseline, or the "
+            f"{args.paired_baseline} s run after the previous route) and a {args.paired_baseline} "
+            "s run just after it, so that background load drifting steadily over the pair hits "
+            "both sides of the ratio alike."
             if args.paired_baseline
             else "- Ratio: the route's req/s over the first baseline run's."
         ),
@@ -822,7 +827,7 @@ def write_doc(
     ]
     if args.paired_baseline:
         lines.append(
-            f"# before each route: the baseline command again with -d{args.paired_baseline}s"
+            f"# after each route: the baseline command again with -d{args.paired_baseline}s"
         )
     lines += ["```", "", DOC_END]
     section = "\n".join(wrap(line) for line in lines)
