@@ -323,10 +323,10 @@ class InsertAndUpdate(_CompiledPerVendor):
         """
         connection = connections[using]
         self._check(new, existing)
+        if self.link is not None or self.insert_model._meta.auto_field is not None:
+            raise ValueError("run_if_unchanged needs an unlinked row with its own primary key")
         if not row_versions(connection):
             raise NotSupportedError("row versions are PostgreSQL's xmin")
-        if self.link is not None or self.insert_model._meta.auto_field in self.inserted:
-            raise ValueError("run_if_unchanged needs an unlinked row with its own primary key")
         sql = self._compiled_for(connection, "if_unchanged", self._compile_if_unchanged)
         params = [
             field.get_db_prep_save(field.pre_save(existing, False), connection)
