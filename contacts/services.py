@@ -3,7 +3,7 @@
 import secrets
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -195,10 +195,24 @@ def _browser_details_apply(
         if check_custom_data(merged):
             raise CustomDataTooLarge()
         contact.non_verified_custom_data = merged
-    contact.last_seen_at = now
+    _contact_seen(contact, now)
     method = method if contact.trust == Contact.Trust.NON_VERIFIED else AuthMethod.ANONYMOUS
     if first_visit or has_details or custom_data:
         contact.sender_auth_info = sender_auth_info_build(contact=contact, method=method)
+
+
+# How finely a contact's `last_seen_at` follows its visits. It orders the agents' lists, which
+# need no finer, and it is in two of the contact's indexes: a visit that leaves it (and the other
+# indexed columns) as they were rewrites the row without touching any index (a HOT update on
+# PostgreSQL), where moving it puts a new entry in every index of the contact, the name's trigram
+# index included.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+
+
+def _contact_seen(contact: Contact, now: datetime) -> None:
+    """Record a visit at `now`: a new contact's first, or one a resolution after the last."""
+    if contact._state.adding or now - contact.last_seen_at >= LAST_SEEN_RESOLUTION:
+        contact.last_seen_at = now
 
 
 @transaction.atomic
@@ -372,7 +386,7 @@ def _verified_upsert(
             raise CustomDataTooLarge()
         contact.custom_data = merged
     contact.verified_at = now
-    contact.last_seen_at = now
+    _contact_seen(contact, now)
     contact.sender_auth_info = sender_auth_info_build(
         contact=contact, method=proof.method, key_id=proof.key_id, token_claims=proof.token_claims
     )

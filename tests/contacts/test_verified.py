@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from contacts.models import Contact, Device
 from contacts.services import (
+    LAST_SEEN_RESOLUTION,
     AuthMethod,
     VerifiedProfile,
     VerifiedProof,
@@ -257,6 +258,26 @@ def test_a_returning_user_is_one_match_query_and_a_narrow_update(org, django_ass
     update = update[update.upper().index("UPDATE") :]
     assert '"name" = ' in update
     assert "non_verified_custom_data" not in update and '"trust"' not in update
+
+
+def test_a_sign_in_moves_last_seen_at_at_most_once_a_minute(org):
+    # given: a customer signed in, and signed in again within the minute with a new name
+    client = backend(key_for(org))
+    authenticate(client, {"email": "a@b.test", "user_id": "u"})
+    seen = Contact.objects.get(org=org).last_seen_at
+
+    authenticate(client, {"email": "a@b.test", "user_id": "u", "name": "B"})
+
+    contact = Contact.objects.get(org=org)
+    assert (contact.name, contact.last_seen_at) == ("B", seen)
+    assert contact.verified_at > seen
+
+    # when: a sign-in a minute after the last recorded visit
+    Contact.objects.filter(pk=contact.pk).update(last_seen_at=seen - LAST_SEEN_RESOLUTION)
+    authenticate(client, {"email": "a@b.test", "user_id": "u"})
+
+    # then
+    assert Contact.objects.get(org=org).last_seen_at > seen
 
 
 def test_users_without_an_email_are_not_matched_to_each_other(org):

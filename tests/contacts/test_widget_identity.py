@@ -16,7 +16,7 @@ from redis.client import Pipeline
 from contacts.api.serializers import WidgetConfigOutputSerializer
 from contacts.api.throttles import AnonymousMintIpThrottle, AnonymousMintWidgetThrottle
 from contacts.models import Contact, Device
-from contacts.services import contact_token_issue
+from contacts.services import LAST_SEEN_RESOLUTION, contact_token_issue
 from identity import widget_cache
 from identity.selectors import organization_for_widget_token
 from identity.tokens import contact_token_mint
@@ -338,6 +338,30 @@ def test_reuse_upgrades_anonymous_to_non_verified_and_merges_custom_data(widget)
     assert second["contact"] == {"id": first["contact"]["id"], "trust": "non_verified"}
     assert contact.name == "Jo"
     assert contact.non_verified_custom_data == {"a": 1, "b": 2}
+
+
+def test_a_returning_browser_moves_last_seen_at_at_most_once_a_minute(widget):
+    # given: a first visit, then a return within the minute
+    first = mint(widget).json()
+    contact = Contact.objects.get()
+    seen = contact.last_seen_at
+
+    # when
+    mint(widget, {"name": "Jo"}, token=first["token"])
+
+    # then: the details changed, the device was seen, the contact's visit time did not move
+    contact.refresh_from_db()
+    assert (contact.name, contact.last_seen_at) == ("Jo", seen)
+    assert Device.objects.get().last_seen_at > seen
+
+    # when: a return a minute after the last recorded visit
+    a_minute_earlier = seen - LAST_SEEN_RESOLUTION
+    Contact.objects.filter(pk=contact.pk).update(last_seen_at=a_minute_earlier)
+    mint(widget, token=first["token"])
+
+    # then
+    contact.refresh_from_db()
+    assert contact.last_seen_at > seen
 
 
 def test_reuse_without_details_never_downgrades(widget):
