@@ -180,6 +180,18 @@ def _converted(row: Sequence, converters: Sequence[tuple], connection) -> list:
     return row
 
 
+def save_values(instance: Model, fields: Sequence[Field], connection, *, add: bool) -> list:
+    """`fields`' values of `instance` as the ORM writes them: each through its field's `pre_save`
+    (`add` for an INSERT, as `auto_now_add` needs) and `get_db_prep_save`."""
+    return [field.get_db_prep_save(field.pre_save(instance, add), connection) for field in fields]
+
+
+def mark_saved(instance: Model, using: str) -> None:
+    """Mark an instance written by one of these statements as the ORM marks a saved one."""
+    instance._state.adding = False
+    instance._state.db = using
+
+
 class RowsInsert(_CompiledPerVendor):
     """New instances of several models written as one INSERT statement, compiled once.
 
@@ -220,12 +232,7 @@ class RowsInsert(_CompiledPerVendor):
         for model, instance in zip(self.models, instances, strict=True):
             if type(instance) is not model or instance.pk is None:
                 raise ValueError(f"expected a {model.__name__} with its primary key set")
-            rows.append(
-                [
-                    field.get_db_prep_save(field.pre_save(instance, True), connection)
-                    for field in model._meta.concrete_fields
-                ]
-            )
+            rows.append(save_values(instance, model._meta.concrete_fields, connection, add=True))
         if len(statements) == 1:
             execute_prepared(connection, statements[0], [value for row in rows for value in row])
         else:
@@ -233,8 +240,7 @@ class RowsInsert(_CompiledPerVendor):
                 for sql, row in zip(statements, rows, strict=True):
                     cursor.execute(sql, row)
         for instance in instances:
-            instance._state.adding = False
-            instance._state.db = using
+            mark_saved(instance, using)
 
 
 class InsertAndUpdate(_CompiledPerVendor):
@@ -329,17 +335,14 @@ class InsertAndUpdate(_CompiledPerVendor):
             raise NotSupportedError("row versions are PostgreSQL's xmin")
         sql = self._compiled_for(connection, "if_unchanged", self._compile_if_unchanged)
         params = [
-            field.get_db_prep_save(field.pre_save(existing, False), connection)
-            for field in self.fields
-        ]
-        params += [existing._meta.pk.get_db_prep_value(existing.pk, connection), version]
-        params += [
-            field.get_db_prep_save(field.pre_save(new, True), connection) for field in self.inserted
+            *save_values(existing, self.fields, connection, add=False),
+            existing._meta.pk.get_db_prep_value(existing.pk, connection),
+            version,
+            *save_values(new, self.inserted, connection, add=True),
         ]
         if execute_prepared(connection, sql, params, fetch=True) is None:
             return False
-        new._state.adding = False
-        new._state.db = using
+        mark_saved(new, using)
         return True
 
     def _check(self, new: Model, existing: Model) -> None:
@@ -364,22 +367,17 @@ class InsertAndUpdate(_CompiledPerVendor):
             updated = rows.update(**changes) > 0
         else:
             params = [
-                field.get_db_prep_save(field.pre_save(new, True), connection)
-                for field in self.inserted
+                *save_values(new, self.inserted, connection, add=True),
+                *save_values(existing, self.fields, connection, add=False),
+                existing._meta.pk.get_db_prep_value(existing.pk, connection),
             ]
-            params += [
-                field.get_db_prep_save(field.pre_save(existing, False), connection)
-                for field in self.fields
-            ]
-            params.append(existing._meta.pk.get_db_prep_value(existing.pk, connection))
             row = execute_prepared(connection, sql, params, fetch=True)
             updated = row is not None
             if updated:
                 new.pk = row[0]
         if not updated:
             raise self.update_model.DoesNotExist(f"no {self.update_model.__name__} {existing.pk}")
-        new._state.adding = False
-        new._state.db = using
+        mark_saved(new, using)
         if self.link is not None:
             setattr(existing, self.link.name, new)
 

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict, Forbidden, NotFound
-from config.precompiled import InsertAndUpdate, execute_prepared
+from config.precompiled import InsertAndUpdate, execute_prepared, mark_saved, save_values
 from contacts.models import Contact, Device
 from contacts.selectors import ContactPrincipal
 from conversations.models import MAX_MESSAGE_LENGTH, Conversation, Message
@@ -163,10 +163,7 @@ def _message_post_contact_statement(
     if statement is None:
         raise NotFound()
     visible_sql, params, load = statement
-    params += [
-        field.get_db_prep_save(field.pre_save(message, True), connection)
-        for field in _POSTED_FIELDS
-    ]
+    params += save_values(message, _POSTED_FIELDS, connection, add=True)
     params.append(Conversation.Status.OPEN)
     row = execute_prepared(connection, _contact_post_sql(visible_sql), params, fetch=True)
     if row is None:
@@ -177,7 +174,7 @@ def _message_post_contact_statement(
     conversation = load(conversation_row)
     message.pk, message.created_at = message_id, created_at
     message.org_id, message.conversation = conversation.org_id, conversation
-    message._state.adding, message._state.db = False, connection.alias
+    mark_saved(message, connection.alias)
     conversation.last_message_at, conversation.last_message = created_at, message
     return message
 
