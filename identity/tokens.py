@@ -4,6 +4,7 @@ Nothing here touches the database; callers look rows up and hand this module pla
 """
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -163,8 +164,17 @@ def contact_token_mint(
     return jwt.encode(payload, key, algorithm=CONTACT_TOKEN_ALGORITHM, headers=headers), expires_at
 
 
+# How many verified contact tokens each process remembers (see contact_token_decode).
+CONTACT_TOKEN_MEMO_SIZE = 4096
+
+
 def contact_token_decode(
-    token: str, *, keys: list[str], issuer: str, org_id: str | None = None
+    token: str,
+    *,
+    keys: list[str],
+    issuer: str,
+    org_id: str | None = None,
+    now: datetime | None = None,
 ) -> ContactClaims:
     """Verify a contact token against the current or previous key.
 
@@ -173,7 +183,24 @@ def contact_token_decode(
     it. The keys are tried in order, so a token signed with the current key (nearly all of them)
     is parsed once; only a token that fails the current key's signature is tried on the next.
     Raises InvalidTokenError.
+
+    A widget presents the same token on every request for hours, so each process remembers the
+    claims of the last CONTACT_TOKEN_MEMO_SIZE tokens it verified, keyed by the exact token and
+    everything it was verified against: the same bytes under the same keys verify the same way
+    every time. Only the expiry depends on when it is asked, so it is checked on every call.
+    Revocation is not a property of the token; callers check it in the database each time.
     """
+    claims = _contact_token_verified(token, tuple(keys), issuer, org_id)
+    if claims.expires_at <= (now or datetime.now(UTC)):
+        raise InvalidTokenError("expired")
+    return claims
+
+
+@functools.lru_cache(maxsize=CONTACT_TOKEN_MEMO_SIZE)
+def _contact_token_verified(
+    token: str, keys: tuple[str, ...], issuer: str, org_id: str | None
+) -> ContactClaims:
+    """contact_token_decode's verification, remembered for tokens that pass (never for errors)."""
     for key in keys:
         if not key:
             continue
