@@ -10,14 +10,47 @@ app never LISTENs. So a socket with nothing to read belongs to a connection the 
 closed, and is usable without asking; a readable one gets Django's `SELECT 1`, which tells a
 closed connection from anything else. What neither check can see (a peer that vanished without
 a word) fails the request's first query as it would have failed the `SELECT 1`.
+
+Timestamps are read by `UtcTimestamptzLoader` (below) when the connection's time zone is UTC.
 """
 
 import select
+from datetime import UTC, datetime
 
 from django.db.backends.postgresql import base
+from django.db.backends.postgresql.psycopg_any import BaseTzLoader
+
+
+class UtcTimestamptzLoader(BaseTzLoader):
+    """Django's timestamptz loader for a UTC connection, parsing in C.
+
+    Django reads every timestamptz through a subclass of psycopg's pure-Python loader (to attach
+    its own tzinfo), which costs about 5 us a value here: a history page holds dozens. A UTC
+    session sends `2026-11-30 01:02:03.123456+00`, which `datetime.fromisoformat` parses in
+    about 0.5 us into a datetime whose tzinfo is `UTC`, the value Django's loader returns. Anything
+    else (another offset, a year past 9999, BC, infinity, a non-ISO DateStyle) goes to Django's
+    loader, so every value comes out as it did before, or fails as it did before.
+    """
+
+    timezone = UTC
+
+    def load(self, data):
+        try:
+            value = datetime.fromisoformat(bytes(data).decode())
+        except ValueError:
+            return super().load(data)
+        if value.tzinfo is not UTC:
+            return super().load(data)
+        return value
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def get_connection_params(self):
+        params = super().get_connection_params()
+        if self.timezone is UTC:
+            params["context"].register_loader("timestamptz", UtcTimestamptzLoader)
+        return params
+
     def is_usable(self) -> bool:
         raw = self.connection
         if raw is None or raw.closed:
