@@ -8,6 +8,7 @@ model instances with the same converters the ORM's compiler applies (JSON, UUIDs
 SQLite). The SQL stays plain and portable: double-quoted identifiers, `%s` placeholders.
 """
 
+import re
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -530,6 +531,9 @@ class CompiledQuery:
         slots = tuple((i, p.name) for i, p in enumerate(params) if isinstance(p, _Slot))
         if len(slots) != in_filters:
             raise ValueError("a CompiledQuery takes params in filters only")
+        if self.prepare and connection.vendor == "postgresql":
+            sql, params = _constants_inlined(connection, sql, params)
+            slots = tuple((i, p.name) for i, p in enumerate(params))
         klass_info = compiler.klass_info
         columns = klass_info["select_fields"]
         selected = [expression for expression, _sql, _alias in compiler.select]
@@ -552,6 +556,34 @@ class CompiledQuery:
             converters=converters,
             for_update=bool(query.select_for_update),
         )
+
+
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+def _constants_inlined(connection, sql: str, params: Sequence) -> tuple[str, list]:
+    """A prepared shape's SQL with its constants written in as literals: only the slots are
+    left as parameters.
+
+    Django sends every value as a parameter, constants of the shape too (`trust = %s` with
+    'verified'). The generic plan a prepared statement settles on knows no parameter's value,
+    so it could not prove, say, a partial index's `trust = 'verified'` predicate from one. The
+    literals are quoted by the driver (`compose_sql`), from values the code wrote, never from a
+    request: a request's values are the slots.
+    """
+    kept = []
+    values = iter(params)
+
+    def replace(match: re.Match) -> str:
+        if match.group() == "%%":
+            return "%%"
+        value = next(values)
+        if isinstance(value, _Slot):
+            kept.append(value)
+            return "%s"
+        return connection.ops.compose_sql("%s", [value]).replace("%", "%%")
+
+    return _PLACEHOLDER.sub(replace, sql), kept
 
 
 def _params_in_filters(node) -> int:

@@ -293,21 +293,25 @@ def contact_verified_sign_in(
 
 
 def _verified_match_query(*, org, email: str, user_id: str, lock: bool):
+    # Each key restates its partial unique index's predicate (`<> ''`), which the value alone
+    # implies only once known: so the plan PostgreSQL makes without the values, which a
+    # prepared statement settles on, can still use the indexes.
     keys = Q()
     if email:
-        keys |= Q(email=email)
+        keys |= Q(email=email) & ~Q(email="")
     if user_id:
-        keys |= Q(user_id=user_id)
+        keys |= Q(user_id=user_id) & ~Q(user_id="")
     contacts = Contact.objects.filter(org=org, trust=Contact.Trust.VERIFIED, erased_at__isnull=True)
     if lock:
         contacts = contacts.select_for_update()
-    return contacts.annotate(row_version=RowVersion()).filter(keys)[:2]
+    return contacts.annotate(row_version=RowVersion()).filter(keys).order_by()[:2]
 
 
 # Every sign-in runs it: built and compiled once per shape (config.precompiled.CompiledQuery).
 _VERIFIED_MATCH = CompiledQuery(
     _verified_match_query,
     params={name: Contact._meta.get_field(name) for name in ("org", "email", "user_id")},
+    prepare=True,
 )
 
 

@@ -122,6 +122,33 @@ def test_a_run_is_one_query(contacts_compiled, django_assert_num_queries):
         contacts_compiled.run(org=org, trust="verified", email=None, newest_first=True)
 
 
+def names_query(*, org, name, since):
+    return Contact.objects.filter(org=org, name=name, first_seen_at__gte=since).order_by("pk")
+
+
+def test_a_prepared_shapes_constants_are_written_into_its_sql_and_only_values_bound():
+    # given: constants that need quoting, and a % that must stay a %, not a placeholder
+    org = OrganizationFactory()
+    odd = "50% off, O'Brien's \\ %s"
+    match = ContactFactory(org=org, name=odd)
+    ContactFactory(org=org, name="50")
+    since = match.first_seen_at - timedelta(days=1)
+    compiled = CompiledQuery(names_query, params={"org": CONTACT.get_field("org")}, prepare=True)
+
+    # when
+    loaded = compiled.run(org=org, name=odd, since=since)
+    sql, params, _ = compiled.statement(org=org, name=odd, since=since)
+
+    # then
+    assert [c.pk for c in loaded] == [c.pk for c in names_query(org=org, name=odd, since=since)]
+    assert [c.pk for c in loaded] == [match.pk]
+    if connection.vendor == "postgresql":
+        assert params == [org.pk]
+        assert "O''Brien''s" in sql
+    else:
+        assert len(params) == 3
+
+
 def test_annotations_are_set_as_the_orm_sets_them():
     conversation = ConversationFactory()
     MessageFactory(conversation=conversation, body="hello")
@@ -329,8 +356,8 @@ def test_the_verified_match_is_the_orms_for_every_combination_of_keys():
 def test_the_prepared_lookups_are_those_whose_plan_needs_no_values():
     assert selectors._VISIBLE_ONE.prepare
     assert selectors._HISTORY_PAGE.prepare
-    # Matches by email or user_id through partial unique indexes: planned for its values.
-    assert not contact_services._VERIFIED_MATCH.prepare
+    # Its keys restate their partial indexes' predicates (see the plan test below).
+    assert contact_services._VERIFIED_MATCH.prepare
 
 
 def generic_plan(sql: str, params: list) -> str:
@@ -374,6 +401,47 @@ def test_the_history_plan_made_without_values_reads_a_page_in_order(histories, c
 
         assert "Sort" not in plan, plan
         assert f"Index Scan using {index}" in plan, plan
+
+
+# Indexes that find one contact by its key; anything else walks the org's verified contacts.
+BY_EMAIL = {"contact_unique_verified_email", "contact_org_email_prefix"}
+BY_USER_ID = {"contact_unique_verified_user_id"}
+
+
+@pytest.mark.parametrize(
+    ("email", "user_id", "keys"),
+    [
+        ("c7@shop.test", "", [BY_EMAIL]),
+        ("", "u-7", [BY_USER_ID]),
+        ("c7@shop.test", "u-7", [BY_EMAIL, BY_USER_ID]),
+    ],
+)
+@pytest.mark.parametrize("lock", [False, True])
+def test_the_verified_match_plan_made_without_values_uses_the_partial_unique_indexes(
+    email, user_id, keys, lock
+):
+    # Prepared, the match soon runs PostgreSQL's generic plan, which cannot read `user_id <> ''`
+    # off a value it does not know: unless the query says so, it walks the org's verified contacts.
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements' generic plans are PostgreSQL's")
+    org = OrganizationFactory()
+    Contact.objects.bulk_create(
+        VerifiedContactFactory.build(org=org, email=f"c{n}@shop.test", user_id=f"u-{n}")
+        for n in range(500)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Contact._meta.db_table}")
+    sql, params, _ = contact_services._VERIFIED_MATCH.statement(
+        org=org, email=email, user_id=user_id, lock=lock
+    )
+
+    with transaction.atomic():
+        plan = generic_plan(sql, params)
+
+    scans = re.findall(r"Index Scan (?:on|using) (\w+)", plan)
+    assert len(scans) == len(keys), plan
+    assert all(any(scan in key for scan in scans) for key in keys), plan
+    assert "Seq Scan" not in plan, plan
 
 
 def test_the_history_loads_every_column_its_items_show_and_no_other():
