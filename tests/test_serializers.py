@@ -2,10 +2,17 @@
 
 import copy
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 from rest_framework import serializers
 
+import contacts.api.agents
+import contacts.api.serializers
+import conversations.api.serializers
+import identity.api.audit
+import identity.api.serializers
+from config.fields import UtcDateTimeField
 from config.serializers import FieldsOnceSerializer
 from contacts.api.serializers import AuthenticateUserInputSerializer, UnverifiedOutputSerializer
 from conversations.api.serializers import SessionOutputSerializer, WithLastMessageSerializer
@@ -105,3 +112,26 @@ def test_output_is_what_a_plain_serializer_renders():
         "id": Contact.id,
         "trust": "anonymous",
     }
+
+
+def test_every_api_timestamp_is_written_in_utc():
+    # DRF's own field writes the active time zone's offset; the API's timestamps are UTC.
+    plain = []
+    for module in [
+        contacts.api.agents,
+        contacts.api.serializers,
+        conversations.api.serializers,
+        identity.api.audit,
+        identity.api.serializers,
+    ]:
+        for name, value in vars(module).items():
+            if isinstance(value, type) and issubclass(value, serializers.Serializer):
+                for field_name, field in value().fields.items():
+                    if type(field) is serializers.DateTimeField and field.read_only is False:
+                        plain.append(f"{module.__name__}.{name}.{field_name}")
+    # The one input: an API key's expiry, given by the operator.
+    assert plain == ["identity.api.serializers.ApiKeyCreateInputSerializer.expires_at"]
+    assert (
+        UtcDateTimeField().to_representation(datetime(2026, 11, 30, 12, tzinfo=UTC))
+        == "2026-11-30T12:00:00Z"
+    )

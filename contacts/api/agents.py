@@ -4,7 +4,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from config.fields import StrictCharField
+from config.fields import StrictCharField, UtcDateTimeField
 from config.pagination import KeysetPagination
 from config.serializers import FieldsOnceSerializer
 from contacts import selectors
@@ -29,9 +29,9 @@ class ContactListItemOutputSerializer(FieldsOnceSerializer):
     name = serializers.CharField()
     email = serializers.CharField()
     user_id = serializers.CharField()
-    verified_at = serializers.DateTimeField(allow_null=True)
-    first_seen_at = serializers.DateTimeField()
-    last_seen_at = serializers.DateTimeField()
+    verified_at = UtcDateTimeField(allow_null=True)
+    first_seen_at = UtcDateTimeField()
+    last_seen_at = UtcDateTimeField()
 
 
 class ContactDetailOutputSerializer(ContactListItemOutputSerializer):

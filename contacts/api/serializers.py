@@ -2,7 +2,13 @@
 
 from rest_framework import serializers
 
-from config.fields import CustomDataField, StrictCharField, StrictEmailField, StrictURLField
+from config.fields import (
+    CustomDataField,
+    StrictCharField,
+    StrictEmailField,
+    StrictURLField,
+    UtcDateTimeField,
+)
 from config.serializers import FieldsOnceSerializer
 from contacts.services import AuthMethod
 
@@ -30,7 +36,7 @@ class UnverifiedOutputSerializer(FieldsOnceSerializer):
     token = serializers.CharField()
     contact = ContactRefOutputSerializer()
     externalId = serializers.CharField()
-    expires_at = serializers.DateTimeField()
+    expires_at = UtcDateTimeField()
 
 
 class MeOutputSerializer(FieldsOnceSerializer):
@@ -116,7 +122,7 @@ class ContactIdOutputSerializer(FieldsOnceSerializer):
 class AuthenticateUserOutputSerializer(FieldsOnceSerializer):
     token = serializers.CharField(help_text="Pass it to the widget as user.token.")
     contact = ContactIdOutputSerializer()
-    expires_at = serializers.DateTimeField()
+    expires_at = UtcDateTimeField()
 
 
 class TiledeskVerifiedUserOutputSerializer(serializers.Serializer):
@@ -131,6 +137,6 @@ class TiledeskVerifiedUserOutputSerializer(serializers.Serializer):
 class TiledeskCustomTokenOutputSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     token = serializers.CharField(help_text='"JWT <our own contact token>"')
-    expires_at = serializers.DateTimeField()
+    expires_at = UtcDateTimeField()
     contact = ContactIdOutputSerializer()
     user = TiledeskVerifiedUserOutputSerializer()

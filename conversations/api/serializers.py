@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.fields import StrictCharField
+from config.fields import StrictCharField, UtcDateTimeField
 from config.serializers import FieldsOnceSerializer
 from contacts.models import Contact
 from conversations.models import MAX_MESSAGE_LENGTH, Conversation, Message
@@ -77,7 +77,7 @@ class MessageInputSerializer(FieldsOnceSerializer):
 class LastMessageOutputSerializer(serializers.Serializer):
     text = serializers.CharField()
     sender_kind = serializers.ChoiceField(choices=Message.SenderKind.choices)
-    created_at = serializers.DateTimeField()
+    created_at = UtcDateTimeField()
 
 
 class WithLastMessageSerializer(FieldsOnceSerializer):
@@ -97,21 +97,21 @@ class WithLastMessageSerializer(FieldsOnceSerializer):
         }
 
 
-_DATETIME = serializers.DateTimeField()
+_DATETIME = UtcDateTimeField()
 
 
 class SessionOutputSerializer(WithLastMessageSerializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=Conversation.Status.choices)
-    created_at = serializers.DateTimeField()
-    last_message_at = serializers.DateTimeField()
+    created_at = UtcDateTimeField()
+    last_message_at = UtcDateTimeField()
     external_id = BlankAsNullCharField()
 
 
 class SessionCreatedOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=Conversation.Status.choices)
-    created_at = serializers.DateTimeField()
+    created_at = UtcDateTimeField()
     external_id = BlankAsNullCharField()
     fields = serializers.DictField()
 
@@ -123,7 +123,7 @@ class WidgetMessageOutputSerializer(FieldsOnceSerializer):
     text = serializers.CharField(source="body")
     sender_kind = serializers.ChoiceField(choices=Message.SenderKind.choices)
     sender_name = serializers.SerializerMethodField()
-    created_at = serializers.DateTimeField()
+    created_at = UtcDateTimeField()
 
     def get_sender_name(self, message: Message) -> str | None:
         if message.sender_kind != Message.SenderKind.AGENT:
@@ -180,8 +180,8 @@ class AssigneeOutputSerializer(serializers.Serializer):
 class InboxItemOutputSerializer(WithLastMessageSerializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=Conversation.Status.choices)
-    created_at = serializers.DateTimeField()
-    last_message_at = serializers.DateTimeField()
+    created_at = UtcDateTimeField()
+    last_message_at = UtcDateTimeField()
     external_id = BlankAsNullCharField()
     created_verified = serializers.BooleanField()
     contact = ConversationContactOutputSerializer()
@@ -191,9 +191,9 @@ class InboxItemOutputSerializer(WithLastMessageSerializer):
 class ConversationDetailOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=Conversation.Status.choices)
-    created_at = serializers.DateTimeField()
-    last_message_at = serializers.DateTimeField()
-    closed_at = serializers.DateTimeField(allow_null=True)
+    created_at = UtcDateTimeField()
+    last_message_at = UtcDateTimeField()
+    closed_at = UtcDateTimeField(allow_null=True)
     external_id = BlankAsNullCharField()
     created_verified = serializers.BooleanField()
     fields = serializers.DictField()
@@ -212,7 +212,7 @@ class AgentMessageOutputSerializer(serializers.Serializer):
     sender_user_id = serializers.IntegerField(allow_null=True)
     sender_contact_id = serializers.UUIDField(allow_null=True)
     sender_auth_info = serializers.DictField()
-    created_at = serializers.DateTimeField()
+    created_at = UtcDateTimeField()
 
     def get_sender_name(self, message: Message) -> str | None:
         if message.sender_user is not None:

@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 
+from config.fields import UtcDateTimeField
 from config.pagination import KeysetPagination
 from identity.api.access import OrgScopedViewSet
 from identity.api.serializers import ErrorOutputSerializer
@@ -31,7 +32,7 @@ class AuditEventOutputSerializer(serializers.Serializer):
     target = serializers.CharField()
     ip = serializers.CharField()
     details = serializers.DictField()
-    created_at = serializers.DateTimeField()
+    created_at = UtcDateTimeField()
 
     @extend_schema_field(AuditActorOutputSerializer(allow_null=True))
     def get_actor(self, event: AuditEvent) -> dict | None:

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from config.fields import StrictCharField
+from config.fields import StrictCharField, UtcDateTimeField
 from identity.models import ApiKey, SigningSecret
 from identity.tokens import SIGNING_PUBLIC_KEY_MAX_BYTES
 
@@ -71,8 +71,8 @@ class ApiKeyCreatedOutputSerializer(serializers.Serializer):
     prefix = serializers.CharField(source="api_key.prefix")
     scopes = serializers.ListField(child=serializers.CharField(), source="api_key.scopes")
     key = serializers.CharField(help_text="The full key. Shown this once; store it now.")
-    created_at = serializers.DateTimeField(source="api_key.created_at")
-    expires_at = serializers.DateTimeField(source="api_key.expires_at", allow_null=True)
+    created_at = UtcDateTimeField(source="api_key.created_at")
+    expires_at = UtcDateTimeField(source="api_key.expires_at", allow_null=True)
 
 
 class ApiKeyOutputSerializer(serializers.Serializer):
@@ -80,10 +80,10 @@ class ApiKeyOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     prefix = serializers.CharField()
     scopes = serializers.ListField(child=serializers.CharField())
-    created_at = serializers.DateTimeField()
-    expires_at = serializers.DateTimeField(allow_null=True)
-    revoked_at = serializers.DateTimeField(allow_null=True)
-    last_used_at = serializers.DateTimeField(allow_null=True)
+    created_at = UtcDateTimeField()
+    expires_at = UtcDateTimeField(allow_null=True)
+    revoked_at = UtcDateTimeField(allow_null=True)
+    last_used_at = UtcDateTimeField(allow_null=True)
     created_by = serializers.EmailField(
         source="created_by.email", allow_null=True, help_text="The creating agent's email."
     )
@@ -118,18 +118,18 @@ class SharedSigningSecretCreatedOutputSerializer(serializers.Serializer):
     kid = serializers.CharField(source="signing_secret.kid")
     algorithm = serializers.CharField(source="signing_secret.algorithm")
     secret = serializers.CharField(help_text="The HS256 secret. Shown this once; store it now.")
-    created_at = serializers.DateTimeField(source="signing_secret.created_at")
+    created_at = UtcDateTimeField(source="signing_secret.created_at")
 
 
 class PublicKeySigningSecretCreatedOutputSerializer(serializers.Serializer):
     kid = serializers.CharField()
     # An enum without HS256, so the created-secret schema's oneOf matches exactly one branch.
     algorithm = serializers.ChoiceField(choices=["RS256", "ES256"])
-    created_at = serializers.DateTimeField()
+    created_at = UtcDateTimeField()
 
 
 class SigningSecretOutputSerializer(serializers.Serializer):
     kid = serializers.CharField()
     algorithm = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    retired_at = serializers.DateTimeField(allow_null=True)
+    created_at = UtcDateTimeField()
+    retired_at = UtcDateTimeField(allow_null=True)

@@ -83,6 +83,21 @@ def test_history_lists_newest_first_with_the_last_message(anonymous):
     }
 
 
+def test_history_timestamps_are_utc_whatever_time_zone_is_active(anonymous):
+    # given
+    conversation = ConversationFactory(contact=anonymous.contact, device=anonymous.device)
+    message = MessageFactory(conversation=conversation, body="hi")
+
+    # when
+    with timezone.override("Asia/Kolkata"):
+        item = anonymous.client.get("/widget/sessions").json()["results"][0]
+
+    # then
+    assert item["created_at"] == iso(conversation.created_at)
+    assert item["last_message"]["created_at"] == iso(message.created_at)
+    assert item["created_at"].endswith("Z")
+
+
 def test_history_pages_by_cursor_without_gaps_or_repeats(anonymous):
     # given: 45 conversations, several sharing one created_at to exercise the tie-break
     now = timezone.now()
