@@ -443,7 +443,10 @@ class CompiledQuery:
     no `select_related`. The SQL runs unprepared, so PostgreSQL plans it for each call's values,
     unless `prepare` (see `prepared`): then only for a query whose best plan does not depend on
     the values, such as equality on an indexed key, and never where a partial index's predicate
-    must be proven from a value or a pattern matched.
+    must be proven from a value or a pattern matched. A prepared shape has its constants written
+    into its SQL (`_constants_inlined`), so its generic plan sees them; each constant value is
+    then a statement of its own on the server, so constants must take few values, as shapes
+    already must.
     """
 
     def __init__(
