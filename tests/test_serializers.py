@@ -1,8 +1,9 @@
 """Serializers whose fields are built once per class (config.serializers.FieldsOnceSerializer)."""
 
 import copy
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from rest_framework import serializers
@@ -16,6 +17,7 @@ from config.fields import UtcDateTimeField
 from config.serializers import FieldsOnceSerializer
 from contacts.api.serializers import AuthenticateUserInputSerializer, UnverifiedOutputSerializer
 from conversations.api.serializers import SessionOutputSerializer, WithLastMessageSerializer
+from conversations.models import Conversation
 
 
 class Inner(FieldsOnceSerializer):
@@ -135,3 +137,28 @@ def test_every_api_timestamp_is_written_in_utc():
         UtcDateTimeField().to_representation(datetime(2026, 11, 30, 12, tzinfo=UTC))
         == "2026-11-30T12:00:00Z"
     )
+
+
+@pytest.mark.parametrize("external_id", ["", "order-42"])
+@pytest.mark.parametrize("last_message", [False, True])
+@pytest.mark.parametrize("status", ["open", "closed"])
+def test_the_history_item_is_what_drf_renders_from_its_fields(external_id, last_message, status):
+    # SessionOutputSerializer builds its item directly; DRF's generic rendering of the same
+    # declared fields must give the same keys, in the same order, with the same values.
+    created = datetime(2026, 11, 30, 8, 15, 0, 123456, tzinfo=UTC)
+    conversation = Conversation(
+        id=uuid.uuid4(),
+        status=status,
+        created_at=created,
+        last_message_at=created + timedelta(minutes=5),
+        external_id=external_id,
+    )
+    conversation.last_message_created_at = created + timedelta(minutes=5) if last_message else None
+    conversation.last_message_text = "Where is my order?" if last_message else None
+    conversation.last_message_sender_kind = "contact" if last_message else None
+    serializer = SessionOutputSerializer()
+
+    direct = serializer.to_representation(conversation)
+    generic = serializers.Serializer.to_representation(serializer, conversation)
+
+    assert list(direct.items()) == list(generic.items())

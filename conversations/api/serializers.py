@@ -107,6 +107,19 @@ class SessionOutputSerializer(WithLastMessageSerializer):
     last_message_at = UtcDateTimeField()
     external_id = BlankAsNullCharField()
 
+    def to_representation(self, conversation: Conversation) -> dict:
+        # What DRF renders from the fields above, in its order, built directly: its per-field
+        # dispatch cost about 10 us a row, and a history page has up to twenty rows. A test holds
+        # this to DRF's own rendering; the fields stay declared for the schema and that test.
+        return {
+            "last_message": self.get_last_message(conversation),
+            "id": str(conversation.id),
+            "status": conversation.status,
+            "created_at": _DATETIME.to_representation(conversation.created_at),
+            "last_message_at": _DATETIME.to_representation(conversation.last_message_at),
+            "external_id": conversation.external_id or None,
+        }
+
 
 class SessionCreatedOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
