@@ -7,17 +7,13 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from bench.run import bench_lock
 
 BASE_DIR = Path(settings.BASE_DIR)
 
 pytestmark = [
-    pytest.mark.postgres_only,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="the lock lives in the bench's PostgreSQL"
-    ),
+    pytest.mark.postgres_only(reason="the lock lives in the bench's PostgreSQL"),
 ]
 
 

@@ -376,12 +376,11 @@ def generic_plan(sql: str, params: list) -> str:
     return plan
 
 
+@pytest.mark.postgres_only(reason="prepared statements' generic plans are PostgreSQL's")
 @pytest.mark.parametrize("cursor", [False, True])
 def test_the_history_plan_made_without_values_reads_a_page_in_order(histories, cursor):
     # The prepared history soon runs PostgreSQL's generic plan. Unless an index holds the whole
     # ordering, that plan sorts: at `make bench-scale`, all 10,000 conversations of one customer.
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements' generic plans are PostgreSQL's")
     laptop, browser, _ = histories
     for device, index in [
         (laptop, "conv_contact_verified_newest"),
@@ -417,13 +416,12 @@ BY_USER_ID = {"contact_unique_verified_user_id"}
     ],
 )
 @pytest.mark.parametrize("lock", [False, True])
+@pytest.mark.postgres_only(reason="prepared statements' generic plans are PostgreSQL's")
 def test_the_verified_match_plan_made_without_values_uses_the_partial_unique_indexes(
     email, user_id, keys, lock
 ):
     # Prepared, the match soon runs PostgreSQL's generic plan, which cannot read `user_id <> ''`
     # off a value it does not know: unless the query says so, it walks the org's verified contacts.
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements' generic plans are PostgreSQL's")
     org = OrganizationFactory()
     Contact.objects.bulk_create(
         VerifiedContactFactory.build(org=org, email=f"c{n}@shop.test", user_id=f"u-{n}")

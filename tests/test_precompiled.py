@@ -255,15 +255,13 @@ def read_with_version(contact: Contact) -> Contact:
     return Contact.objects.annotate(row_version=RowVersion()).get(pk=contact.pk)
 
 
-@pytest.fixture
-def postgresql_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("row versions are PostgreSQL's xmin")
+XMIN_ONLY = pytest.mark.postgres_only(reason="row versions are PostgreSQL's xmin")
 
 
+@XMIN_ONLY
 @pytest.mark.django_db(transaction=True)
 def test_an_unchanged_row_is_updated_and_the_new_row_inserted_in_one_autocommit_statement(
-    postgresql_only, django_assert_num_queries
+    django_assert_num_queries,
 ):
     # given: a contact read with its version, then new details
     contact = read_with_version(DeviceFactory().contact)
@@ -284,9 +282,10 @@ def test_an_unchanged_row_is_updated_and_the_new_row_inserted_in_one_autocommit_
     assert (stored.name, stored.custom_data) == ("Zoë", contact.custom_data)
 
 
+@XMIN_ONLY
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("change", ["updated", "deleted"])
-def test_a_row_changed_since_it_was_read_writes_neither(postgresql_only, change):
+def test_a_row_changed_since_it_was_read_writes_neither(change):
     # given: a contact read with its version, then changed by another connection
     contact = read_with_version(DeviceFactory().contact)
     if change == "updated":
@@ -311,8 +310,9 @@ def test_a_row_changed_since_it_was_read_writes_neither(postgresql_only, change)
         assert Contact.objects.get(pk=contact.pk).phone == "+1 555"
 
 
+@XMIN_ONLY
 @pytest.mark.django_db(transaction=True)
-def test_a_row_changed_by_an_open_transaction_is_waited_for_then_refused(postgresql_only):
+def test_a_row_changed_by_an_open_transaction_is_waited_for_then_refused():
     # given: a contact read with its version, and a new device for it
     contact = read_with_version(DeviceFactory().contact)
     contact.name = "stale write"

@@ -95,10 +95,9 @@ def test_postgresql_binds_server_side_unless_switched_off():
     assert json.loads(off.stdout) is None
 
 
+@pytest.mark.postgres_only(reason="prepared statements are PostgreSQL's")
 @pytest.mark.django_db
 def test_the_precompiled_lookups_are_prepared_and_orm_queries_are_not():
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are PostgreSQL's")
     device = DeviceFactory()
     for _ in range(6):
         _PRINCIPAL_ROW.fetch(device.pk, device.org_id, device.contact_id)

@@ -64,22 +64,21 @@ def test_a_memoryview_is_read_like_bytes():
     assert outcome(UtcTimestamptzLoader, memoryview(text)) == outcome(DjangoUtcLoader, text)
 
 
-@pytest.fixture
-def postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL's timestamptz loader")
+LOADER_ONLY = pytest.mark.postgres_only(reason="PostgreSQL's timestamptz loader")
 
 
+@LOADER_ONLY
 @pytest.mark.django_db
-def test_postgresql_connections_read_timestamps_with_it(postgresql):
+def test_postgresql_connections_read_timestamps_with_it():
     connection.ensure_connection()
     loaders = connection.connection.adapters
 
     assert loaders.get_loader(TIMESTAMPTZ_OID, Format.TEXT) is UtcTimestamptzLoader
 
 
+@LOADER_ONLY
 @pytest.mark.django_db
-def test_model_timestamps_round_trip(postgresql):
+def test_model_timestamps_round_trip():
     # given
     moments = [
         datetime(2026, 11, 30, 1, 2, 3, 123456, tzinfo=UTC),

@@ -88,8 +88,7 @@ def test_search_through_the_agents_route_pages_newest_first(org, agent_client, p
     assert response.json()["next"] is None
 
 
-@pytest.mark.postgres_only
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL indexes and plans")
+@pytest.mark.postgres_only(reason="PostgreSQL indexes and plans")
 def test_each_search_branch_has_an_index_on_postgresql(org):
     # given: enough contacts that a selective search costs less through the indexes, with the
     # trigram index's pending list merged (as autovacuum would) so its cost is not overstated
@@ -125,8 +124,7 @@ def test_each_search_branch_has_an_index_on_postgresql(org):
     assert "Bitmap Index Scan on contact_unique_verified_user_id" in plan
 
 
-@pytest.mark.postgres_only
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL statistics targets")
+@pytest.mark.postgres_only(reason="PostgreSQL statistics targets")
 def test_search_columns_keep_fine_statistics_on_postgresql():
     with connection.cursor() as cursor:
         cursor.execute(

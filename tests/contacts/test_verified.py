@@ -302,10 +302,9 @@ def test_verified_token_cannot_mint_browser_details(org):
     assert response.status_code == 409
 
 
+@pytest.mark.postgres_only(reason="real concurrency needs PostgreSQL")
 @pytest.mark.django_db(transaction=True)
 def test_twenty_parallel_first_sign_ins_give_exactly_one_contact():
-    if connection.vendor != "postgresql":
-        pytest.skip("real concurrency needs PostgreSQL")
     # given
     org = OrganizationFactory()
     key = key_for(org)
@@ -324,12 +323,11 @@ def test_twenty_parallel_first_sign_ins_give_exactly_one_contact():
     assert Device.objects.filter(org=org).count() == 20
 
 
+@pytest.mark.postgres_only(reason="real concurrency needs PostgreSQL")
 @pytest.mark.django_db(transaction=True)
 def test_twenty_parallel_sign_ins_of_a_known_user_lose_none_of_their_custom_data():
     # Each sign-in merges its own key into the stored custom data: a write that ignored a
     # sign-in landing between its read and its write would drop that one's key.
-    if connection.vendor != "postgresql":
-        pytest.skip("real concurrency needs PostgreSQL")
     # given
     org = OrganizationFactory()
     key = key_for(org)
@@ -350,10 +348,9 @@ def test_twenty_parallel_sign_ins_of_a_known_user_lose_none_of_their_custom_data
     assert Device.objects.filter(org=org).count() == 21
 
 
+@pytest.mark.postgres_only(reason="the unlocked path needs PostgreSQL's row versions")
 @pytest.mark.django_db(transaction=True)
 def test_a_known_users_sign_in_opens_no_transaction_on_postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("the unlocked path needs PostgreSQL's row versions")
     # given: a known user, and the key's last_used_at already stamped
     org = OrganizationFactory()
     client = backend(key_for(org))
@@ -374,10 +371,9 @@ def test_a_known_users_sign_in_opens_no_transaction_on_postgresql():
     assert Contact.objects.get(org=org).name == "B"
 
 
+@pytest.mark.postgres_only(reason="the unlocked path needs PostgreSQL's row versions")
 @pytest.mark.django_db(transaction=True)
 def test_a_contact_changed_between_read_and_write_is_signed_in_on_the_locked_row(monkeypatch):
-    if connection.vendor != "postgresql":
-        pytest.skip("the unlocked path needs PostgreSQL's row versions")
     # given: a known user; an agent's edit lands just after the sign-in's unlocked read
     from contacts import services
 

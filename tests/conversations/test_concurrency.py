@@ -16,11 +16,8 @@ from tests.factories import ConversationFactory, OrganizationFactory
 POSTS = 50
 
 pytestmark = [
-    pytest.mark.postgres_only,
+    pytest.mark.postgres_only(reason="needs PostgreSQL for real row locks"),
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="needs PostgreSQL for real row locks"
-    ),
 ]
 
 

@@ -324,12 +324,10 @@ def test_the_limit_is_per_org(org, other_org):
     assert issued.signing_secret.org == org
 
 
-@pytest.mark.postgres_only
+@pytest.mark.postgres_only(reason="needs PostgreSQL row locks")
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_creations_never_exceed_two_active():
     # given: an org with one active secret and eight requests racing for the last slot
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks")
     org = OrganizationFactory()
     services.signing_secret_create_shared(org=org, created_by=None)
     start = threading.Barrier(8)
