@@ -531,12 +531,11 @@ class CompiledQuery:
                 sql, params = compiler.as_sql()
         else:
             sql, params = compiler.as_sql()
+        if self.prepare and connection.vendor == "postgresql":
+            sql, params = _constants_inlined(connection, sql, params)
         slots = tuple((i, p.name) for i, p in enumerate(params) if isinstance(p, _Slot))
         if len(slots) != in_filters:
             raise ValueError("a CompiledQuery takes params in filters only")
-        if self.prepare and connection.vendor == "postgresql":
-            sql, params = _constants_inlined(connection, sql, params)
-            slots = tuple((i, p.name) for i, p in enumerate(params))
         klass_info = compiler.klass_info
         columns = klass_info["select_fields"]
         selected = [expression for expression, _sql, _alias in compiler.select]
