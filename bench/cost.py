@@ -84,7 +84,8 @@ def name_matches(name: str, words: str) -> bool:
 
 
 def profile_print(name: str, calls) -> None:
-    """With BENCH_PROFILE=word,…: where a route's CPU goes (cProfile, top 30 by own time).
+    """With BENCH_PROFILE=word,…: where a route's CPU goes (cProfile, top 30 by own time, or
+    by another pstats key named in BENCH_PROFILE_SORT, such as `cumulative`).
 
     The profiler's clock is this process's CPU time, so waiting on PostgreSQL or Redis costs
     nothing here: what is left is the Python work a faster route would have to cut.
@@ -98,7 +99,9 @@ def profile_print(name: str, calls) -> None:
     profiler.runcall(calls)
     with (Path(sys.argv[1]).parent / "profile.txt").open("a") as out:
         out.write(f"\n--- profile: {name}\n")
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profiler, stream=out).sort_stats(
+            os.environ.get("BENCH_PROFILE_SORT", "tottime")
+        ).print_stats(int(os.environ.get("BENCH_PROFILE_LINES", "30")))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import NotSupportedError, connections, transaction
 from django.db.models import CharField, Expression, Field, Model, QuerySet
 from django.db.transaction import TransactionManagementError
@@ -103,11 +104,37 @@ def _execute(connection, sql: str, params: list, *, fetch: bool | str):
         return cursor.fetchone() if fetch else None
 
 
-class _CompiledPerVendor:
-    """SQL written once per database vendor by `_compile`, on first use."""
+# Appended to a statement's RETURNING list: the statement's own transaction commits without
+# waiting for PostgreSQL to flush its WAL (`asynchronous_commit`). `true`: for this transaction
+# only, so the connection's later transactions commit as configured again.
+_ASYNCHRONOUS_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
-    def __init__(self):
+
+class _CompiledPerVendor:
+    """SQL written once per database vendor by `_compile`, on first use.
+
+    With `asynchronous_commit`, a statement that is its own transaction (outside any atomic
+    block) on PostgreSQL commits asynchronously while `settings.DATABASE_ASYNCHRONOUS_COMMIT`
+    is true: the client gets its answer once the commit is in PostgreSQL's WAL buffers, before
+    the flush to disk (PostgreSQL's "Asynchronous Commit"). A crash of the database server may
+    then lose the last fraction of a second of such commits, never part of one, and never one
+    that a later synchronous commit (any other write) already flushed. Only for writes whose
+    loss locks someone out rather than lets someone in (a sign-in's contact and device): never
+    for a revocation or for what someone said. Inside a transaction it commits as that
+    transaction does.
+    """
+
+    def __init__(self, *, asynchronous_commit: bool = False):
         self._compiled: dict[tuple[str, str], object] = {}
+        self.asynchronous_commit = asynchronous_commit
+
+    def _commits_asynchronously(self, connection) -> bool:
+        return (
+            self.asynchronous_commit
+            and connection.vendor == "postgresql"
+            and not connection.in_atomic_block
+            and settings.DATABASE_ASYNCHRONOUS_COMMIT
+        )
 
     def _compile(self, connection):
         raise NotImplementedError
@@ -205,9 +232,9 @@ class RowsInsert(_CompiledPerVendor):
     inserted by an earlier CTE of the same statement.
     """
 
-    def __init__(self, *models: type[Model]):
+    def __init__(self, *models: type[Model], asynchronous_commit: bool = False):
         self.models = models
-        super().__init__()
+        super().__init__(asynchronous_commit=asynchronous_commit)
 
     def _compile(self, connection) -> list[str]:
         quote = connection.ops.quote_name
@@ -225,10 +252,17 @@ class RowsInsert(_CompiledPerVendor):
         *ctes, last = statements
         return ["WITH " + ", ".join(f"i{n} AS ({sql})" for n, sql in enumerate(ctes)) + f" {last}"]
 
+    def _compile_asynchronous(self, connection) -> list[str]:
+        (statement,) = self._compile(connection)
+        return [f"{statement} RETURNING {_ASYNCHRONOUS_COMMIT}"]
+
     def insert(self, *instances: Model, using: str = "default") -> None:
         """INSERT `instances`, one per model in the order given; they are saved afterwards."""
         connection = connections[using]
-        statements = self._compiled_for(connection)
+        if self._commits_asynchronously(connection):
+            statements = self._compiled_for(connection, "async", self._compile_asynchronous)
+        else:
+            statements = self._compiled_for(connection)
         rows = []
         for model, instance in zip(self.models, instances, strict=True):
             if type(instance) is not model or instance.pk is None:
@@ -268,6 +302,7 @@ class InsertAndUpdate(_CompiledPerVendor):
         update: type[Model],
         fields: Sequence[str],
         link: str | None = None,
+        asynchronous_commit: bool = False,
     ):
         self.insert_model = insert
         self.update_model = update
@@ -279,7 +314,7 @@ class InsertAndUpdate(_CompiledPerVendor):
         self.link = update._meta.get_field(link) if link else None
         if self.link is not None and self.link.related_model is not insert:
             raise ValueError(f"{self.link} does not point at {insert.__name__}")
-        super().__init__()
+        super().__init__(asynchronous_commit=asynchronous_commit)
 
     def _compile(self, connection) -> str | None:
         if connection.vendor != "postgresql":
@@ -298,6 +333,9 @@ class InsertAndUpdate(_CompiledPerVendor):
             f" UPDATE {quote(existing.db_table)} SET {', '.join(assignments)} FROM {quote('new')}"
             f" WHERE {quote(existing.db_table)}.{quote(existing.pk.column)} = %s RETURNING {new_pk}"
         )
+
+    def _compile_if_unchanged_asynchronous(self, connection) -> str:
+        return f"{self._compile_if_unchanged(connection)}, {_ASYNCHRONOUS_COMMIT}"
 
     def _compile_if_unchanged(self, connection) -> str:
         quote = connection.ops.quote_name
@@ -334,7 +372,12 @@ class InsertAndUpdate(_CompiledPerVendor):
             raise ValueError("run_if_unchanged needs an unlinked row with its own primary key")
         if not row_versions(connection):
             raise NotSupportedError("row versions are PostgreSQL's xmin")
-        sql = self._compiled_for(connection, "if_unchanged", self._compile_if_unchanged)
+        if self._commits_asynchronously(connection):
+            sql = self._compiled_for(
+                connection, "if_unchanged_async", self._compile_if_unchanged_asynchronous
+            )
+        else:
+            sql = self._compiled_for(connection, "if_unchanged", self._compile_if_unchanged)
         params = [
             *save_values(existing, self.fields, connection, add=False),
             existing._meta.pk.get_db_prep_value(existing.pk, connection),

@@ -105,6 +105,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # max_prepared_statements) set DATABASE_PREPARED_STATEMENTS=false (docs/deploy.md).
     if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
         DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
+# A sign-in's own write (a new contact and device, or a known customer's device) commits on
+# PostgreSQL without waiting for the WAL flush: a database crash may lose the last fraction of a
+# second of sign-ins, which signs those visitors out, never in (docs/decisions.md). Every other
+# write waits for the flush as usual. false: sign-ins wait too.
+DATABASE_ASYNCHRONOUS_COMMIT = env.bool("DATABASE_ASYNCHRONOUS_COMMIT", default=True)
 # The test runner's database (default: "test_" + the name); set it so two runs can share a server.
 if TEST_DATABASE_NAME := env.str("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": TEST_DATABASE_NAME}

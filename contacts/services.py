@@ -115,7 +115,9 @@ def guest_name_new() -> str:
 # A first visit (and a first verified sign-in) writes its contact and device in one statement;
 # a verified sign-in on a known contact updates it and inserts its device in one statement too
 # (`_KNOWN_CUSTOMER_SIGN_IN`; config.precompiled).
-_NEW_IDENTITY = RowsInsert(Contact, Device)
+# Both commit asynchronously when they are their own transaction (config.precompiled): losing
+# one in a database crash leaves a token whose device does not exist, which is refused.
+_NEW_IDENTITY = RowsInsert(Contact, Device, asynchronous_commit=True)
 
 
 def contact_unverified_sign_in(
@@ -355,7 +357,9 @@ VERIFIED_UPSERT_FIELDS = (
     "last_seen_at",
     "sender_auth_info",
 )
-_KNOWN_CUSTOMER_SIGN_IN = InsertAndUpdate(Device, update=Contact, fields=VERIFIED_UPSERT_FIELDS)
+_KNOWN_CUSTOMER_SIGN_IN = InsertAndUpdate(
+    Device, update=Contact, fields=VERIFIED_UPSERT_FIELDS, asynchronous_commit=True
+)
 
 
 def _verified_upsert(
