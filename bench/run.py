@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,6 +150,8 @@ def bench(args: argparse.Namespace) -> int:
         )  # fmt: skip
         busy_before = cpu_busy()
         step("machine", f"{busy_before:.0%} of the CPU busy before the server starts")
+        sync_before = disk_sync_us(tmp)
+        step("machine", f"fdatasync of 8 kB: {sync_before:.0f} µs (median of {SYNC_SAMPLES})")
         step("server", " ".join(gunicorn_cmd[1:]))
         with server_log.open("wb") as log:
             server = subprocess.Popen(
@@ -188,6 +191,8 @@ def bench(args: argparse.Namespace) -> int:
                 before = after
             results.append(result)
         load = os.getloadavg()
+        sync_after = disk_sync_us(tmp)
+        step("machine", f"fdatasync of 8 kB after the wrk runs: {sync_after:.0f} µs")
         step("cost", "in-process CPU time and queries per request (bench/cost.py)")
         costs_attach(results, env=env, tmp=tmp, calls=args.cost_calls)
         print_table(results)
@@ -203,6 +208,7 @@ def bench(args: argparse.Namespace) -> int:
             port=port,
             busy_before=busy_before,
             load=load,
+            sync_us=(sync_before, sync_after),
         )
         step("done", f"{time.monotonic() - started:.0f} s; results in {DOC.relative_to(ROOT)}")
         return 0
@@ -723,6 +729,33 @@ def cpu_busy(seconds: float = 2.0) -> float:
     return 1 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
+SYNC_SAMPLES = 200
+
+
+def disk_sync_us(directory: Path, samples: int = SYNC_SAMPLES) -> float:
+    """Median µs to write 8 kB and `fdatasync` it in `directory`: what a durable commit waits for.
+
+    PostgreSQL flushes its WAL this way (`wal_sync_method = fdatasync`, Linux's default) before
+    a synchronous commit answers, so on a virtual disk whose flush latency drifts, the routes
+    that commit durably (message posting) drift with it. Run before the server starts and after
+    the wrk runs, and reported with the results; `pg_test_fsync` measures the same more fully.
+    """
+    path = directory / "sync-probe"
+    block = os.urandom(8192)
+    timings = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for _ in range(samples):
+            started = time.perf_counter()
+            os.pwrite(fd, block, 0)
+            os.fdatasync(fd)
+            timings.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return statistics.median(timings) * 1e6
+
+
 def git_commit() -> str:
     """HEAD's commit, read from .git directly (no git binary needed); worktrees included."""
     git = ROOT / ".git"
@@ -755,6 +788,7 @@ def write_doc(
     port: int,
     busy_before: float,
     load: tuple[float, float, float],
+    sync_us: tuple[float, float],
 ) -> None:
     import django
     import gunicorn
@@ -781,6 +815,10 @@ def write_doc(
         f"- Other load: {busy_before:.0%} of the CPU was busy with other processes just before "
         f"the server started; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the "
         "end of the run (anything well above 0 % before the run means noisy numbers).",
+        f"- Disk: writing 8 kB and `fdatasync`ing it took {sync_us[0]:.0f} µs before the run and "
+        f"{sync_us[1]:.0f} µs after it (median of {SYNC_SAMPLES}); a durable commit waits for "
+        "one such flush, so message posting, the one measured route that commits durably, "
+        "moves with it.",
         f"- Software: Python {platform.python_version()}, Django {django.get_version()}, "
         f"gunicorn {gunicorn.__version__}, PostgreSQL {postgres_version()}, Redis at "
         f"`{REDIS_URL}`.",

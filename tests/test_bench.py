@@ -1,4 +1,6 @@
-"""`make bench` and `make bench-scale` run one at a time: a second run exits before it starts."""
+"""`make bench` and `make bench-scale` run one at a time: a second run exits before it starts.
+
+And the disk probe whose flush latency the report states."""
 
 import secrets
 import subprocess
@@ -8,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from bench.run import bench_lock
+from bench.run import bench_lock, disk_sync_us
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -84,3 +86,10 @@ def test_bench_scale_exits_at_once_when_a_benchmark_is_running():
     assert "Another benchmark is running (chatshield make bench" in done.stderr
     # It stopped before its first step (recreating its database).
     assert "recreating" not in done.stdout + done.stderr
+
+
+def test_the_disk_probe_times_a_flush_and_leaves_nothing_behind(tmp_path):
+    microseconds = disk_sync_us(tmp_path, samples=5)
+
+    assert 0 < microseconds < 10_000_000
+    assert list(tmp_path.iterdir()) == []
