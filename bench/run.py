@@ -313,8 +313,10 @@ def bench_lock(what: str, *, key: int = BENCH_LOCK_KEY):
     touches anything.
     """
     conn = psycopg.connect(PG_ADMIN_DSN, autocommit=True, application_name=f"chatshield {what}")
+    locked = False
     try:
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
+        if not locked:
             holder = conn.execute(
                 "SELECT l.pid, a.application_name FROM pg_locks l"
                 " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
@@ -328,6 +330,11 @@ def bench_lock(what: str, *, key: int = BENCH_LOCK_KEY):
             )
         yield
     finally:
+        # Released before the connection closes: a closing backend drops its locks only as it
+        # exits, after the client has moved on, so the next run could still find it held.
+        if locked and not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
         conn.close()
 
 
