@@ -122,3 +122,39 @@ def test_one_round_trip_counts_every_throttle_and_waits_for_the_longest(monkeypa
     assert counters_hit([(f"throttle:counters_test_other:{ident}:6000", 61)]) == [
         5
     ]  # four requests and this probe
+
+
+def redis_client():
+    """The shared Redis behind the cache; the test skips on the local-memory cache."""
+    from django.conf import settings
+
+    if settings.CACHES["default"]["BACKEND"] != "django_redis.cache.RedisCache":
+        pytest.skip("needs REDIS_URL: the TTL and the script are Redis's")
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+def test_on_redis_the_window_is_fixed_at_the_first_hit():
+    redis = redis_client()
+    key = f"t:{uuid.uuid4()}"
+
+    counters_hit([(key, 60)])
+    redis.expire(cache.make_key(key), 30)  # as if 30 of its 60 seconds had passed
+    counters_hit([(key, 60), (f"{key}:other", 90)])
+
+    # then: later hits counted without stretching the window; a new counter got its own TTL
+    assert 0 < redis.ttl(cache.make_key(key)) <= 30
+    assert 60 < redis.ttl(cache.make_key(f"{key}:other")) <= 90
+    assert counter_hit(key, ttl=60) == 3
+
+
+def test_on_redis_the_counters_survive_a_server_that_forgot_the_script():
+    redis = redis_client()
+    key = f"t:{uuid.uuid4()}"
+    counter_hit(key, ttl=60)
+
+    # when: Redis restarted, or someone ran SCRIPT FLUSH
+    redis.script_flush()
+
+    assert counter_hit(key, ttl=60) == 2

@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 from django_redis import get_redis_connection
-from redis.client import Pipeline
+from redis.client import Pipeline, Redis
 
 from contacts.api.serializers import WidgetConfigOutputSerializer
 from contacts.api.throttles import AnonymousMintIpThrottle, AnonymousMintWidgetThrottle
@@ -626,19 +626,22 @@ def test_reuse_mint_query_budget(widget, django_assert_max_num_queries):
 def test_minting_counts_both_of_its_throttles_in_one_redis_round_trip(widget, monkeypatch):
     if not os.environ.get("REDIS_URL"):
         pytest.skip("REDIS_URL is not set")
-    executed = []
-    real_execute = Pipeline.execute
+    assert mint(widget).status_code == 201  # the counting script is loaded on first use
+    sent = []
+    real_execute_command = Redis.execute_command
 
-    def counting_execute(self, *args, **kwargs):
-        executed.append(len(self.command_stack))
-        return real_execute(self, *args, **kwargs)
+    def recording_execute_command(self, *args, **options):
+        sent.append(args)
+        return real_execute_command(self, *args, **options)
 
-    monkeypatch.setattr(Pipeline, "execute", counting_execute)
+    monkeypatch.setattr(Redis, "execute_command", recording_execute_command)
+    monkeypatch.setattr(Pipeline, "execute", lambda self, *a, **k: pytest.fail("a pipeline"))
 
     response = mint(widget)
 
+    # then: one command, the counting script over the IP's counter and the widget token's
     assert response.status_code == 201
-    assert executed == [4]  # SET NX + INCR for the IP and for the widget token
+    assert [(command, keys) for command, _sha, keys, *_ in sent] == [("EVALSHA", 2)]
 
 
 @pytest.mark.redis
