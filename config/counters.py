@@ -13,8 +13,9 @@ from django.core.cache import cache
 from redis.commands.core import Script
 
 # Each KEYS[i] starts at 0 with a lifetime of ARGV[i] seconds unless it exists (the window is
-# fixed at its first hit), then counts one. One command where a pipeline of two per counter
-# costs redis-py a third more client CPU per hit (docs/PERFORMANCE.md, the afternoon round).
+# fixed at its first hit), then counts one. One command: a pipeline of two per counter cost
+# redis-py a fifth more client CPU for one counter and two fifths more for two (docs/PERFORMANCE.md,
+# the 2026-11-30 afternoon round).
 _HIT_SCRIPT = """
 local counts = {}
 for i, key in ipairs(KEYS) do
