@@ -12,14 +12,24 @@ PASSWORD = "correct horse battery staple"
 
 
 def pytest_collection_modifyitems(items):
-    """`@pytest.mark.postgres_only(reason=…)`: skipped, with its reason, unless on PostgreSQL."""
-    if connection.vendor == "postgresql":
-        return
+    """`@pytest.mark.postgres_only(reason=…)`: skipped, with its reason, unless on PostgreSQL.
+
+    `@pytest.mark.prepared_statements`: skipped unless PostgreSQL prepares the fixed statements
+    (`DATABASE_PREPARED_STATEMENTS`, default true).
+    """
+    on_postgresql = connection.vendor == "postgresql"
+    preparing = on_postgresql and bool(
+        connection.settings_dict["OPTIONS"].get("server_side_binding")
+    )
     for item in items:
         marker = item.get_closest_marker("postgres_only")
-        if marker is not None:
+        if marker is not None and not on_postgresql:
             reason = marker.kwargs.get("reason", "needs PostgreSQL")
             item.add_marker(pytest.mark.skip(reason=reason))
+        elif item.get_closest_marker("prepared_statements") is not None and not preparing:
+            item.add_marker(
+                pytest.mark.skip(reason="needs PostgreSQL with DATABASE_PREPARED_STATEMENTS on")
+            )
 
 
 @pytest.fixture(autouse=True)

@@ -364,13 +364,12 @@ def device_user_agent_type(sql_type: str) -> None:
 @pytest.fixture
 def widened_user_agent():
     """Change the type of a column the principal lookup returns, as a migration would."""
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are PostgreSQL's")
     yield lambda: device_user_agent_type("varchar(600)")
     device_user_agent_type("varchar(512)")
     connection.close()
 
 
+@pytest.mark.prepared_statements
 @pytest.mark.django_db(transaction=True)
 def test_a_prepared_lookup_survives_a_column_type_change(widened_user_agent):
     # given: the principal lookup prepared on this connection
@@ -386,6 +385,7 @@ def test_a_prepared_lookup_survives_a_column_type_change(widened_user_agent):
         assert loaded_device.pk == device.pk
 
 
+@pytest.mark.prepared_statements
 @pytest.mark.django_db(transaction=True)
 def test_inside_a_transaction_the_stale_statement_fails_once_then_is_forgotten(
     widened_user_agent,

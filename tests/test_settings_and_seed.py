@@ -95,7 +95,7 @@ def test_postgresql_binds_server_side_unless_switched_off():
     assert json.loads(off.stdout) is None
 
 
-@pytest.mark.postgres_only(reason="prepared statements are PostgreSQL's")
+@pytest.mark.prepared_statements
 @pytest.mark.django_db
 def test_the_precompiled_lookups_are_prepared_and_orm_queries_are_not():
     device = DeviceFactory()
