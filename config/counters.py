@@ -15,16 +15,19 @@ from redis.commands.core import Script
 # Each KEYS[i] starts at 0 with a lifetime of ARGV[i] seconds unless it exists (the window is
 # fixed at its first hit), then counts one. One command: a pipeline of two per counter cost
 # redis-py a fifth more client CPU for one counter and two fifths more for two (docs/PERFORMANCE.md,
-# the 2026-11-30 afternoon round).
-_HIT_SCRIPT = """
+# the 2026-11-30 afternoon round). Run with `EVALSHA` on the client it is given, loading it first
+# where the server does not know it (a restart, SCRIPT FLUSH): redis-py's Script does both.
+_HIT = Script(
+    None,
+    b"""
 local counts = {}
 for i, key in ipairs(KEYS) do
     redis.call('SET', key, 0, 'EX', ARGV[i], 'NX')
     counts[i] = redis.call('INCR', key)
 end
 return counts
-"""
-_hit: Script | None = None
+""",
+)
 
 
 def counter_hit(key: str, *, ttl: int) -> int:
@@ -39,17 +42,11 @@ def counters_hit(counters: Sequence[tuple[str, int]]) -> list[int]:
     if settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache":
         from django_redis import get_redis_connection
 
-        global _hit
-        client = get_redis_connection("default")
-        if _hit is None:
-            # EVALSHA, loading the script first where the server does not know it (a restart,
-            # SCRIPT FLUSH): redis-py's Script does both.
-            _hit = client.register_script(_HIT_SCRIPT)
         make_key = cache.client.make_key
-        counts = _hit(
+        counts = _HIT(
             keys=[make_key(key) for key, _ in counters],
             args=[ttl for _, ttl in counters],
-            client=client,
+            client=get_redis_connection("default"),
         )
         return [int(value) for value in counts]
     return [_local_counter_hit(key, ttl=ttl) for key, ttl in counters]
