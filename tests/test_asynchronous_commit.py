@@ -10,9 +10,10 @@ from contextlib import contextmanager
 import pytest
 from django.db import connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from config.precompiled import InsertAndUpdate, RowsInsert, RowVersion, save_values
+from config.precompiled import InsertAndUpdate, RowsInsert, RowVersion
 from contacts import services
 from contacts.models import Contact, Device
 from tests.factories import VerifiedContactFactory
@@ -26,14 +27,10 @@ SIGN_IN = InsertAndUpdate(Device, update=Contact, fields=["name"], asynchronous_
 @contextmanager
 def statements_run():
     """The SQL of every statement run inside, in order."""
-    seen: list[str] = []
-
-    def record(execute, sql, params, many, context):
-        seen.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
+    with CaptureQueriesContext(connection) as captured:
+        seen: list[str] = []
         yield seen
+    seen.extend(query["sql"] for query in captured.captured_queries)
 
 
 def synchronous_commit() -> str:
@@ -59,22 +56,24 @@ def verified_sign_in(org, *, email="ann@example.com", user_id="u-1") -> services
 # --- what PostgreSQL does with the statement ---------------------------------------------------
 
 
+@pytest.fixture
+def as_own_transaction(monkeypatch):
+    """Run the statements as they run outside any transaction, inside the test's: so that the
+    setting they leave can be read before that transaction ends."""
+    for statement in (NEW_IDENTITY, SIGN_IN):
+        monkeypatch.setattr(statement, "_commits_asynchronously", lambda connection: True)
+
+
 @pytest.mark.postgres_only(reason="asynchronous commit is PostgreSQL's")
 @pytest.mark.django_db
-def test_the_asynchronous_insert_turns_the_flush_off_for_the_transaction_it_runs_in(org):
-    # given: the statement as compiled for a transaction of its own, run inside the test's
-    # transaction so that its setting can be read before that transaction ends
+def test_the_asynchronous_insert_turns_the_flush_off_for_the_transaction_it_runs_in(
+    org, as_own_transaction
+):
     contact, device = new_identity(org)
-    (sql,) = NEW_IDENTITY._compiled_for(connection, "async", NEW_IDENTITY._compile_asynchronous)
-    params = [
-        *save_values(contact, Contact._meta.concrete_fields, connection, add=True),
-        *save_values(device, Device._meta.concrete_fields, connection, add=True),
-    ]
     assert synchronous_commit() == "on"
 
     # when
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    NEW_IDENTITY.insert(contact, device)
 
     # then: PostgreSQL evaluated the setting, and the rows are there
     assert synchronous_commit() == "off"
@@ -83,32 +82,22 @@ def test_the_asynchronous_insert_turns_the_flush_off_for_the_transaction_it_runs
 
 @pytest.mark.postgres_only(reason="asynchronous commit is PostgreSQL's")
 @pytest.mark.django_db
-def test_the_asynchronous_guarded_write_turns_the_flush_off_only_when_it_writes(org):
+def test_the_asynchronous_guarded_write_turns_the_flush_off_only_when_it_writes(
+    org, as_own_transaction
+):
     contact = VerifiedContactFactory(org=org)
-    sql = SIGN_IN._compiled_for(
-        connection, "if_unchanged_async", SIGN_IN._compile_if_unchanged_asynchronous
-    )
+    contact.name = "New"
 
-    def run(version: str) -> tuple | None:
+    def run(version: str) -> bool:
         device = Device(org=org, contact=contact, user_agent="UA/2")
-        contact.name = "New"
-        params = [
-            *save_values(contact, SIGN_IN.fields, connection, add=False),
-            contact.pk,
-            version,
-            *save_values(device, SIGN_IN.inserted, connection, add=True),
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
+        return SIGN_IN.run_if_unchanged(device, contact, version=version)
 
     # when: the row changed since it was read: nothing written, nothing set
-    assert run("1") is None
+    assert run("1") is False
     assert synchronous_commit() == "on"
 
     # when: unchanged
-    version = Contact.objects.annotate(v=RowVersion()).get(pk=contact.pk).v
-    assert run(version) is not None
+    assert run(Contact.objects.annotate(v=RowVersion()).get(pk=contact.pk).v) is True
 
     # then
     assert synchronous_commit() == "off"
