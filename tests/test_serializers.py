@@ -15,7 +15,10 @@ import identity.api.audit
 import identity.api.serializers
 from config.fields import UtcDateTimeField
 from config.serializers import FieldsOnceSerializer
+from contacts.api.agents import ContactListItemOutputSerializer
 from contacts.api.serializers import AuthenticateUserInputSerializer, UnverifiedOutputSerializer
+from contacts.models import Contact
+from contacts.selectors import CONTACT_LIST_FIELDS
 from conversations.api.serializers import SessionOutputSerializer, WithLastMessageSerializer
 from conversations.models import Conversation
 
@@ -162,3 +165,49 @@ def test_the_history_item_is_what_drf_renders_from_its_fields(external_id, last_
     generic = serializers.Serializer.to_representation(serializer, conversation)
 
     assert list(direct.items()) == list(generic.items())
+
+
+@pytest.mark.parametrize("verified", [False, True])
+def test_the_contact_list_item_is_what_drf_renders_from_its_fields(verified):
+    # ContactListItemOutputSerializer builds its item directly; DRF's generic rendering of the
+    # same declared fields must give the same keys, in the same order, with the same values.
+    seen = datetime(2026, 11, 30, 8, 15, 0, 123456, tzinfo=UTC)
+    contact = Contact(
+        id=uuid.uuid4(),
+        trust="verified" if verified else "non_verified",
+        name="Robin Hood",
+        email="robin@wood.test",
+        user_id="u-42" if verified else "",
+        verified_at=seen if verified else None,
+        first_seen_at=seen - timedelta(days=3),
+        last_seen_at=seen,
+    )
+    serializer = ContactListItemOutputSerializer()
+
+    direct = serializer.to_representation(contact)
+    generic = serializers.Serializer.to_representation(serializer, contact)
+
+    assert list(direct.items()) == list(generic.items())
+
+
+def test_the_contact_list_loads_every_column_its_items_show_and_no_other():
+    assert set(ContactListItemOutputSerializer().fields) == set(CONTACT_LIST_FIELDS)
+
+
+def test_no_schema_component_describes_the_shared_fields_implementation():
+    # drf-spectacular describes a component with the first docstring among its serializer's
+    # classes below DRF's: FieldsOnceSerializer's would describe the implementation to clients.
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    components = schema["components"]["schemas"]
+
+    described = {
+        name: component.get("description", "")
+        for name, component in components.items()
+        if "built once per class" in component.get("description", "")
+    }
+    assert described == {}
+    assert components["ContactListItemOutput"]["description"] == (
+        ContactListItemOutputSerializer.__doc__
+    )

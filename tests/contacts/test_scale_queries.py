@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from contacts.models import Contact
-from contacts.selectors import contacts_for_org
+from contacts.selectors import CONTACT_LIST_FIELDS, contacts_for_org, contacts_page
 from tests.factories import ContactFactory, OrganizationFactory, VerifiedContactFactory
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +72,35 @@ def test_search_matches_name_contains_email_prefix_and_user_id_exactly(
 
     # then
     assert names(found) == expected
+
+
+@pytest.mark.parametrize(
+    ("trust", "search", "expected"),
+    [
+        (None, None, ["guest#1a2b", "Maria Garcia", "Mario Rossi"]),  # compiled once
+        ("verified", None, ["Maria Garcia"]),  # compiled, one shape per trust
+        (None, "mari", ["Maria Garcia", "Mario Rossi"]),  # through the ORM
+    ],
+)
+def test_a_contacts_page_loads_the_list_columns_only(org, people, trust, search, expected):
+    # given
+    ContactFactory(org=OrganizationFactory(), name="Maria Elsewhere")
+
+    # when
+    page = contacts_page(org=org, trust=trust, search=search, position=None, limit=20)
+
+    # then: the JSON columns (custom data, senderAuthInfo) are neither read nor parsed
+    assert names(page) == expected
+    loaded = {f.attname for f in Contact._meta.concrete_fields} - page[0].get_deferred_fields()
+    assert loaded == {Contact._meta.get_field(name).attname for name in CONTACT_LIST_FIELDS}
+
+
+def test_a_contacts_page_continues_after_its_position(org, people):
+    maria = people["maria"]
+
+    page = contacts_page(org=org, position=(maria.last_seen_at, maria.pk), limit=20)
+
+    assert names(page) == ["Mario Rossi"]
 
 
 def test_search_combines_with_the_trust_filter(org, people):
