@@ -616,7 +616,12 @@ def costs_attach(results: list[Result], *, env: dict[str, str], tmp: Path, calls
         command = [*record, "-o", env["BENCH_PYSPY"], "--", *command]
     output = run(command, env=env)
     if env.get("BENCH_PROFILE"):
-        sys.stdout.write((tmp / "profile.txt").read_text())
+        profiled = tmp / "profile.txt"
+        sys.stdout.write(
+            profiled.read_text()
+            if profiled.exists()
+            else f"[bench] BENCH_PROFILE={env['BENCH_PROFILE']} named no measured route\n"
+        )
     # The costs are the last JSON line (py-spy, when it wraps the run, prints after it).
     costs_line = next(line for line in reversed(output.splitlines()) if line.startswith("["))
     by_name = {cost["name"]: cost for cost in json.loads(costs_line)}
