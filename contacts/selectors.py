@@ -178,8 +178,8 @@ def contacts_page(
 
     At most `limit` contacts after the keyset `position` (`last_seen_at`, pk) when one is given.
     Unsearched pages (each trust filter is its own shape) are built and compiled by the ORM once
-    (config.precompiled.CompiledQuery); a search, whose pattern lookups that cannot take,
-    runs through the ORM.
+    (config.precompiled.CompiledQuery); a search runs through the ORM each time, since
+    CompiledQuery does not take its pattern lookups.
     """
     if search:
         return list(
