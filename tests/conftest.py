@@ -1,14 +1,52 @@
 """Shared fixtures: a clean cache per test, fast password hashing, API clients and a seeded org."""
 
+import copy
+import os
+from urllib.parse import urlsplit, urlunsplit
+
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from identity import widget_cache
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 PASSWORD = "correct horse battery staple"
+
+
+REDIS_DATABASES = 16  # Redis's default `databases`
+
+
+def pytest_configure(config):
+    """Under pytest-xdist with REDIS_URL, each worker gets a Redis database of its own.
+
+    Every test clears the cache, which on Redis is a FLUSHDB: in one shared database a worker
+    would wipe another's throttle, lockout and replay counters in the middle of its test.
+    Worker N uses the URL's database plus N (REDIS_URL=redis://…/9 and `-n 2`: 9 and 10), and so
+    do the app servers a test starts.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not (settings.REDIS_URL and worker.startswith("gw")):
+        return
+    url = redis_url_for_worker(settings.REDIS_URL, int(worker.removeprefix("gw")))
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["LOCATION"] = url
+    override_settings(REDIS_URL=url, CACHES=caches).enable()
+    os.environ["REDIS_URL"] = url
+
+
+def redis_url_for_worker(url: str, worker: int) -> str:
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0) + worker
+    if database >= REDIS_DATABASES:
+        raise pytest.UsageError(
+            f"REDIS_URL {url} with {worker + 1} or more test workers needs Redis database "
+            f"{database}, past the default {REDIS_DATABASES}: name a lower database"
+        )
+    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 def pytest_collection_modifyitems(items):
