@@ -149,10 +149,23 @@ CONTACT_LIST_FIELDS = (
     "last_seen_at",
 )
 
-_CONTACTS_PAGE = CompiledQuery(
-    lambda *, org, trust, after_at, after_pk, limit: keyset_page(
-        contacts_for_org(org=org, trust=trust).only(*CONTACT_LIST_FIELDS),
+
+def _contacts_page_query(
+    *, org, trust: str | None, search: str | None, position: tuple | None, limit: int
+) -> QuerySet[Contact]:
+    return keyset_page(
+        contacts_for_org(org=org, trust=trust, search=search).only(*CONTACT_LIST_FIELDS),
         ordering_field=CONTACT_LIST_ORDERING,
+        position=position,
+        limit=limit,
+    )
+
+
+_CONTACTS_PAGE = CompiledQuery(
+    lambda *, org, trust, after_at, after_pk, limit: _contacts_page_query(
+        org=org,
+        trust=trust,
+        search=None,
         position=(after_at, after_pk) if after_at else None,
         limit=limit,
     ),
@@ -183,11 +196,8 @@ def contacts_page(
     """
     if search:
         return list(
-            keyset_page(
-                contacts_for_org(org=org, trust=trust, search=search).only(*CONTACT_LIST_FIELDS),
-                ordering_field=CONTACT_LIST_ORDERING,
-                position=position,
-                limit=limit,
+            _contacts_page_query(
+                org=org, trust=trust, search=search, position=position, limit=limit
             )
         )
     after_at, after_pk = position or (None, None)
