@@ -134,42 +134,44 @@ def contact_unverified_sign_in(
     """Mint a browser identity: anonymous without details, non-verified with a name or email.
 
     With `current_device` (the device of a valid token this browser already holds) the same
-    contact and device are kept and the details updated; an anonymous contact given details
+    contact and device are kept and the details updated, unless the device was revoked or its
+    contact erased since the token was checked: then, as for a first visit, a new contact and
+    device. An anonymous contact given details
     becomes non-verified, never the other way. Browser data lands only in the non-verified
     fields (`name`, `email`, `non_verified_custom_data`), never in `custom_data`, `user_id` or
     `verified_at`. A verified contact's device is refused: its details come from its backend.
     """
     now = timezone.now()
-    first_visit = current_device is None
-    # A first visit writes both rows in one INSERT statement, atomic on its own; a returning
-    # browser locks its contact and updates both rows inside a transaction.
-    with nullcontext() if first_visit else transaction.atomic():
-        if first_visit:
-            contact = Contact(org=org, first_seen_at=now, name=display_name)
-            device = Device(org=org, contact=contact, user_agent=user_agent[:512], created_at=now)
-        else:
+    details = {"name": name, "email": email, "custom_data": custom_data, "method": method}
+    if current_device is not None:
+        # A returning browser: its contact and device are locked and read again, because the
+        # token was checked before this transaction began. A logout, an adoption's revocation or
+        # an erasure that committed since then stands: the browser gets a fresh identity, as it
+        # would had it come a moment later.
+        with transaction.atomic():
             contact = Contact.objects.select_for_update().get(pk=current_device.contact_id)
-            if contact.is_verified:
-                raise Conflict(
-                    "A verified contact's details are set by the customer's backend.",
-                    code="contact_is_verified",
-                )
-            device = current_device
-        _browser_details_apply(
-            contact,
-            name=name,
-            email=email,
-            custom_data=custom_data,
-            method=method,
-            now=now,
-            first_visit=first_visit,
-        )
-        device.last_seen_at = now
-        if first_visit:
-            _NEW_IDENTITY.insert(contact, device)
-        else:
-            contact.save()
-            device.save()
+            device = device_lock_unrevoked(device=current_device)
+            if device is not None and contact.erased_at is None:
+                if contact.is_verified:
+                    raise Conflict(
+                        "A verified contact's details are set by the customer's backend.",
+                        code="contact_is_verified",
+                    )
+                _browser_details_apply(contact, **details, now=now, first_visit=False)
+                device.contact, device.last_seen_at = contact, now
+                contact.save()
+                device.save(update_fields=["last_seen_at"])
+                return _issued(org=org, contact=contact, device=device)
+    # A first visit writes its contact and device in one INSERT statement, atomic on its own.
+    contact = Contact(org=org, first_seen_at=now, name=display_name)
+    device = Device(org=org, contact=contact, user_agent=user_agent[:512], created_at=now)
+    _browser_details_apply(contact, **details, now=now, first_visit=True)
+    device.last_seen_at = now
+    _NEW_IDENTITY.insert(contact, device)
+    return _issued(org=org, contact=contact, device=device)
+
+
+def _issued(*, org: Organization, contact: Contact, device: Device) -> IssuedToken:
     token, expires_at = contact_token_issue(org=org, contact=contact, device=device)
     return IssuedToken(token=token, expires_at=expires_at, contact=contact, device=device)
 
@@ -215,6 +217,16 @@ def _contact_seen(contact: Contact, now: datetime) -> None:
     """Record a visit at `now`: a new contact's first, or one a resolution after the last."""
     if contact._state.adding or now - contact.last_seen_at >= LAST_SEEN_RESOLUTION:
         contact.last_seen_at = now
+
+
+def device_lock_unrevoked(*, device: Device) -> Device | None:
+    """`device` read again and locked for the caller's transaction, or None once it is revoked.
+
+    For writes that act on a token checked before their transaction began: a logout, an
+    adoption's revocation or an erasure that committed in between must stand. Lock a device's
+    contact before the device, as the erasure does.
+    """
+    return Device.objects.select_for_update().filter(pk=device.pk, revoked_at__isnull=True).first()
 
 
 @transaction.atomic

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from config.exceptions import ApplicationError
 from contacts.selectors import ContactPrincipal, device_for_reuse
-from contacts.services import device_revoke
+from contacts.services import device_lock_unrevoked, device_revoke
 from conversations.services import device_history_adopt
 
 
@@ -26,7 +26,9 @@ def contact_device_adopt(*, principal: ContactPrincipal, previous_token: str) ->
     Returns how many conversations moved.
     """
     previous_device = device_for_reuse(org=principal.org, token=previous_token)
-    if previous_device is None:
+    # Locked, and checked again under the lock: of two adoptions of one token, or an adoption and
+    # a logout, the later finds it revoked.
+    if previous_device is None or device_lock_unrevoked(device=previous_device) is None:
         raise InvalidPreviousToken()
     moved = device_history_adopt(
         org=principal.org, verified_principal=principal, previous_device=previous_device
