@@ -7,8 +7,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from config.exceptions import PayloadTooLarge
-
-MAX_JSON_DEPTH = 32
+from config.jsontext import MAX_JSON_DEPTH, json_text_check
 
 
 def _reject_constant(name: str):
@@ -24,29 +23,6 @@ def _unique_object(pairs: list[tuple[str, object]]) -> dict:
     return obj
 
 
-def _check_text(value: str) -> None:
-    if "\x00" in value:
-        raise ValueError("NUL characters are not allowed")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("lone surrogates are not allowed") from exc
-
-
-def _check(value: object, depth: int = 0) -> None:
-    if depth > MAX_JSON_DEPTH:
-        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
-    if isinstance(value, str):
-        _check_text(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key)
-            _check(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check(item, depth + 1)
-
-
 def json_loads_strict(raw: bytes | str) -> object:
     """Parse JSON the SPEC way or raise ValueError with a reason fit for a client."""
     try:
@@ -55,7 +31,7 @@ def json_loads_strict(raw: bytes | str) -> object:
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH}") from exc
     except UnicodeDecodeError as exc:
         raise ValueError("the body is not UTF-8") from exc
-    _check(value)
+    json_text_check(value)
     return value
 
 

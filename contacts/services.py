@@ -14,12 +14,18 @@ from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict, Unauthenticated
 from config.fields import check_custom_data
+from config.jsontext import json_text_check
 from config.precompiled import CompiledQuery, InsertAndUpdate, RowsInsert, RowVersion, row_versions
 from contacts.models import Contact, Device
 from identity.models import Organization
 from identity.selectors import custom_token_verify
 from identity.services import custom_token_jti_consume
-from identity.tokens import InvalidTokenError, contact_token_mint, custom_token_org_id_unverified
+from identity.tokens import (
+    CUSTOM_PROFILE_CLAIMS,
+    InvalidTokenError,
+    contact_token_mint,
+    custom_token_org_id_unverified,
+)
 
 
 class CustomDataTooLarge(ApplicationError):
@@ -237,7 +243,8 @@ def device_revoke(*, device: Device) -> None:
 
 @dataclass(frozen=True)
 class VerifiedProfile:
-    """What a customer's backend vouches for. `user_id` empty means: identify by email."""
+    """What a customer's backend vouches for. `user_id` empty means: identify by email; `email`
+    empty (a custom token may leave it out) keeps a known contact's email."""
 
     email: str
     user_id: str = ""
@@ -391,7 +398,9 @@ def _verified_upsert(
     contact = _verified_match(org=org, profile=profile, lock=lock) or Contact(
         org=org, trust=Contact.Trust.VERIFIED, first_seen_at=now
     )
-    contact.email = profile.email
+    # A custom token may leave the email out: that keeps the known one, it does not clear it.
+    if profile.email:
+        contact.email = profile.email
     if profile.user_id:
         contact.user_id = profile.user_id
     for field in ("name", "phone", "avatar_url", "language", "chat_context"):
@@ -426,10 +435,15 @@ def _verified_upsert(
 def _claims_profile(claims: dict) -> VerifiedProfile:
     """Turn verified custom-token claims into a profile, holding them to the SPEC §5 limits."""
     problems: dict[str, list[str]] = {}
+    for claim in CUSTOM_PROFILE_CLAIMS:
+        try:
+            json_text_check(claims.get(claim))
+        except ValueError as exc:
+            problems[claim] = [f"{str(exc).capitalize()}."]
     email = claims.get("email") or ""
     if not isinstance(email, str) or len(email) > 254:
         problems["email"] = ["Must be an email address of at most 254 characters."]
-    else:
+    elif "email" not in problems:
         email = email.strip().lower()
         try:
             if email:
@@ -438,10 +452,12 @@ def _claims_profile(claims: dict) -> VerifiedProfile:
             problems["email"] = ["Enter a valid email address."]
     names = [claims.get("firstname") or "", claims.get("lastname") or ""]
     if not all(isinstance(n, str) and len(n) <= 100 for n in names):
-        problems["firstname"] = ["Names must be strings of at most 100 characters."]
+        problems.setdefault("firstname", ["Names must be strings of at most 100 characters."])
     attributes = claims.get("attributes")
-    if attributes is not None and (
-        not isinstance(attributes, dict) or check_custom_data(attributes)
+    if (
+        "attributes" not in problems
+        and attributes is not None
+        and (not isinstance(attributes, dict) or check_custom_data(attributes))
     ):
         problems["attributes"] = ["Must be a JSON object of at most 16 KiB and 5 levels."]
     if problems:

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurv
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from config.jsontext import json_text_check
+
 _BASE62 = string.ascii_letters + string.digits
 
 
@@ -269,6 +271,8 @@ _KID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Parameters that let a token name its own key (jku, jwk, x5u, x5c) or demand processing rules we
 # do not implement (crit, b64): the key is chosen by us, from the org's secrets, and by kid alone.
 _FORBIDDEN_HEADER_PARAMS = frozenset({"jku", "jwk", "x5u", "x5c", "crit", "b64"})
+# What the customer's backend says about its user (contacts.services checks them as input).
+CUSTOM_PROFILE_CLAIMS = frozenset({"email", "firstname", "lastname", "attributes"})
 _CUSTOM_CLAIMS = (
     "_id",
     "email",
@@ -498,4 +502,12 @@ def custom_token_decode(
     attributes = payload.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):
         raise InvalidTokenError("attributes must be an object")
-    return {claim: payload.get(claim) for claim in _CUSTOM_CLAIMS}
+    claims = {claim: payload.get(claim) for claim in _CUSTOM_CLAIMS}
+    # The claims that identify the user and the token are stored (the contact's user_id, the
+    # senderAuthInfo's copy of the token's claims): text a database cannot hold makes the token
+    # malformed. The profile's claims are the caller's to check, field by field.
+    try:
+        json_text_check({c: v for c, v in claims.items() if c not in CUSTOM_PROFILE_CLAIMS})
+    except ValueError as exc:
+        raise InvalidTokenError("malformed claims") from exc
+    return claims

@@ -112,7 +112,9 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
             "firstname": claims.get("firstname") or "",
             "lastname": claims.get("lastname") or "",
             "email": contact.email,
-            "attributes": contact.custom_data,
+            # The token's own attributes: the contact's merged custom_data may hold what the
+            # customer's backend told us server to server, which is not the browser's to read.
+            "attributes": claims.get("attributes") or {},
             "emailverified": bool(contact.email),
         }
         body = {

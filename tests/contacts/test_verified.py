@@ -536,3 +536,84 @@ def test_custom_token_email_conflict_is_409(org, shared_secret):
     assert response.status_code == 409
     assert response.json()["success"] is False
     assert Contact.objects.count() == 1
+
+
+def test_a_custom_token_without_email_keeps_the_known_verified_email(org, shared_secret):
+    # given a customer its backend signed in with a user_id and an email
+    created = authenticate(backend(key_for(org)), {"email": "ada@shop.test", "user_id": "cust-42"})
+    # when a custom token for the same user_id leaves the optional email out
+    response = exchange(custom_token(org, *shared_secret, email=None))
+    # then the same contact signs in and keeps its email
+    assert response.status_code == 200, response.content
+    contact = Contact.objects.get(org=org, user_id="cust-42")
+    assert str(contact.pk) == created.json()["contact"]["id"]
+    assert contact.email == "ada@shop.test"
+
+
+def test_a_custom_tokens_answer_holds_its_own_attributes_not_the_stored_custom_data(
+    org, shared_secret
+):
+    # given a customer for whom the backend stored data server to server
+    authenticate(
+        backend(key_for(org)),
+        {"email": "cust@shop.test", "user_id": "cust-42", "customData": {"risk_score": 97}},
+    )
+    # when the browser exchanges a custom token whose attributes are {"tier": "gold"}
+    response = exchange(custom_token(org, *shared_secret))
+    # then the browser reads its token's attributes; the contact keeps both
+    assert response.status_code == 200
+    assert response.json()["user"]["attributes"] == {"tier": "gold"}
+    assert Contact.objects.get().custom_data == {"risk_score": 97, "tier": "gold"}
+
+
+@pytest.mark.parametrize(
+    ("claims", "field"),
+    [
+        ({"firstname": "Ada\ud800"}, "firstname"),
+        ({"lastname": "Love\x00lace"}, "lastname"),
+        ({"email": "ada\x00@shop.test"}, "email"),
+        ({"attributes": {"tier": "go\ud800ld"}}, "attributes"),
+        ({"attributes": {"ti\x00er": "gold"}}, "attributes"),
+    ],
+    ids=["surrogate-firstname", "nul-lastname", "nul-email", "surrogate-value", "nul-key"],
+)
+def test_a_custom_tokens_profile_with_text_spec_refuses_is_a_400_and_keeps_its_jti(
+    org, shared_secret, claims, field
+):
+    # given a correctly signed token whose profile holds NUL or a lone surrogate (SPEC §5)
+    token = custom_token(org, *shared_secret, **claims)
+    # when it is exchanged
+    response = exchange(token)
+    # then the field is named, nothing is written, and the jti is not used up
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == [field]
+    assert response.json()["success"] is False
+    assert Contact.objects.count() == 0
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    assert exchange(custom_token(org, *shared_secret, jti=jti)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"_id": "cust\ud800"},
+        {"_id": "cust\x0042"},
+        {"sub": "cust\x00"},
+        {"iss": "https://shop.test/\ud800"},
+        {"jti": "j\x00ti"},
+        {"aud": [f"{settings.PUBLIC_URL}/projects/{{org}}", "other\x00"]},
+    ],
+    ids=["surrogate-_id", "nul-_id", "nul-sub", "surrogate-iss", "nul-jti", "nul-in-aud-list"],
+)
+def test_a_custom_token_whose_stored_claims_hold_such_text_is_a_401(org, shared_secret, claims):
+    # given a correctly signed token whose identifying claims hold NUL or a lone surrogate
+    claims = {
+        name: [a.replace("{org}", str(org.id)) for a in value] if name == "aud" else value
+        for name, value in claims.items()
+    }
+    # when it is exchanged
+    response = exchange(custom_token(org, *shared_secret, **claims))
+    # then it is malformed: the uniform 401, and nothing is written
+    assert response.status_code == 401
+    assert response.json() == {**UNAUTHENTICATED, "success": False}
+    assert Contact.objects.count() == 0
