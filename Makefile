@@ -27,7 +27,7 @@ run: install .env
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@mkdir -p var
 	$(BIN)/python manage.py seed_demo --output var/demo.json
-	@$(BIN)/python -c "import json; d = json.load(open('var/demo.json')); u = 'http://$(HOST):$(PORT)'; print('\n'.join(['', 'chatshield is starting on ' + u, '  admin:       ' + u + '/admin/   ' + d['admin_email'] + ' / ' + d['admin_password'], '  agent:       ' + d['agent_email'] + ' / ' + d['agent_password'], '  console:     ' + u + '/console/', '  playground:  ' + u + '/playground/', '  API docs:    ' + u + '/api/docs/', '  all demo credentials: var/demo.json', '']))"
+	@$(BIN)/python -c "import json; d = json.load(open('var/demo.json')); u = 'http://$(HOST):$(PORT)'; print('\n'.join(['', 'chatshield is starting on ' + u, '  admin:       ' + u + '/admin/   ' + d['admin_email'] + ' / ' + (d['admin_password'] or '(see the warning above)'), '  agent:       ' + d['agent_email'] + ' / ' + (d['agent_password'] or '(see the warning above)'), '  console:     ' + u + '/console/', '  playground:  ' + u + '/playground/', '  API docs:    ' + u + '/api/docs/', '  all demo credentials: var/demo.json', '']))"
 	$(BIN)/gunicorn config.wsgi --bind $(HOST):$(PORT) --workers 1 --threads 8 --worker-class gthread
 
 test: install

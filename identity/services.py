@@ -308,7 +308,7 @@ class IssuedSigningSecret:
     secret: str
 
 
-def _signing_secret_slot_claim(org: Organization) -> None:
+def signing_secret_slot_claim(org: Organization) -> None:
     """Lock the org row, then check there is room for one more active secret.
 
     The lock serializes concurrent creations in one org, so two racing requests cannot both see
@@ -332,7 +332,7 @@ def signing_secret_create_shared(
     The secret is stored only encrypted with SIGNING_SECRET_ENCRYPTION_KEY and returned in
     plaintext once. Raises TooManyActiveSecrets (409) when the org already has two active.
     """
-    _signing_secret_slot_claim(org)
+    signing_secret_slot_claim(org)
     secret = signing_secret_new()
     signing_secret = SigningSecret.objects.create(
         org=org,
@@ -373,7 +373,7 @@ def signing_secret_create_public_key(
         key = signing_public_key_load(public_key, algorithm=algorithm)
     except InvalidPublicKeyError as exc:
         raise ValidationError({"public_key": [str(exc)]}) from exc
-    _signing_secret_slot_claim(org)
+    signing_secret_slot_claim(org)
     signing_secret = SigningSecret.objects.create(
         org=org,
         kid=signing_kid_new(),

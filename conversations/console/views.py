@@ -17,6 +17,7 @@ from contacts.admin import custom_data_rows, sender_auth_panel
 from contacts.selectors import contact_for_org
 from conversations import selectors, services
 from conversations.admin import side_panel_context
+from conversations.api.serializers import MAX_BIGINT
 from conversations.console.forms import ConsoleLoginForm, InboxFilterForm, ReplyForm
 from identity.models import Membership
 from identity.selectors import membership_for
@@ -102,9 +103,21 @@ def inbox(request):
     )
 
 
+def _after_id(raw: str | None) -> int | None:
+    """`?after=` as a message id, or None (the thread's first page) for anything else.
+
+    ASCII digits only: `str.isdigit` also accepts "²" (which `int` refuses) and "١٢" (which `int`
+    reads as 12). The length check comes first so `int` never parses a huge string, and an id past
+    the bigint range would overflow the query.
+    """
+    if not raw or len(raw) > len(str(MAX_BIGINT)) or not (raw.isascii() and raw.isdigit()):
+        return None
+    after_id = int(raw)
+    return after_id if after_id <= MAX_BIGINT else None
+
+
 def _conversation_page(request, membership, conversation, form, status=200):
-    after = request.GET.get("after")
-    after_id = int(after) if after and after.isdigit() else None
+    after_id = _after_id(request.GET.get("after"))
     thread = list(selectors.messages_for_conversation(conversation=conversation, after_id=after_id))
     contact_url = _org_url("console:contact", membership, conversation.contact_id)
     context = {

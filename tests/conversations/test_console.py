@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils.http import urlencode
 
 from contacts.models import Contact
 from contacts.services import sender_auth_info_build
@@ -430,3 +431,17 @@ def test_contact_page_lists_the_contacts_conversations(console, org):
     assert "Where is my parcel?" in content
     assert conversation_url(conversation) in content
     assert SHIELD in content
+
+
+@pytest.mark.parametrize("after", ["²", "١٢", "1" * 30], ids=["superscript", "arabic", "huge"])
+def test_an_after_that_is_not_a_plain_message_id_shows_the_first_page(console, org, after):
+    # given: message 12, which reading "١٢" as 12 would hide
+    conversation = ConversationFactory(contact=verified_contact(org))
+    message = MessageFactory(pk=12, conversation=conversation, body="Where is my parcel?")
+
+    # when
+    response = console.get(f"{conversation_url(conversation)}&{urlencode({'after': after})}")
+
+    # then
+    assert response.status_code == 200
+    assert response.context["thread"] == [message]

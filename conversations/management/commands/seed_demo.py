@@ -16,7 +16,10 @@ from identity.demo import seed_identity
 
 
 class Command(BaseCommand):
-    help = "Create or refresh a demo org (idempotent per org) and write its credentials as JSON."
+    help = (
+        "Create what a demo org is missing (never changing what exists) and write its credentials "
+        "as JSON; a credential that no longer works is null, with a warning on stderr."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--org", default="demo", help="slug of the org to seed (default demo)")
@@ -30,6 +33,8 @@ class Command(BaseCommand):
             demo = seed_identity(slug=slug)
             seed_conversations(org=demo.org, agent_user=demo.agent)
             credentials = dict(demo.credentials)
+        for warning in demo.warnings:
+            self.stderr.write(f"warning: {warning}", style_func=self.style.WARNING)
         text = json.dumps(credentials, indent=2, sort_keys=True)
         if output:
             with open(output, "w", encoding="utf-8") as handle:
