@@ -26,9 +26,10 @@ EXPOSE 8000
 # behind nginx, which buffers slow clients; every other setting can be replaced by
 # setting GUNICORN_CMD_ARGS, and FORWARDED_ALLOW_IPS names the proxies allowed to send
 # X-Forwarded-Proto (gunicorn reads both variables itself). No gunicorn access log: the app logs
-# each request as JSON without its query string (docs/deploy.md).
+# each request as JSON without its query string (docs/deploy.md). Header fields up to 16 KiB, so
+# that a customer-signed token at its 8 KiB limit (plus "JWT ") reaches the app.
 ENV WEB_CONCURRENCY=2 \
-    GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000 --worker-class sync --timeout 30 --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200"
+    GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000 --worker-class sync --timeout 30 --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200 --limit-request-field_size 16384"
 
 # Liveness: /healthz answers 200, asked with the first allowed host name so ALLOWED_HOSTS passes.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -28,7 +28,7 @@ run: install .env
 	@mkdir -p var
 	$(BIN)/python manage.py seed_demo --output var/demo.json
 	@$(BIN)/python -c "import json; d = json.load(open('var/demo.json')); u = 'http://$(HOST):$(PORT)'; print('\n'.join(['', 'chatshield is starting on ' + u, '  admin:       ' + u + '/admin/   ' + d['admin_email'] + ' / ' + (d['admin_password'] or '(see the warning above)'), '  agent:       ' + d['agent_email'] + ' / ' + (d['agent_password'] or '(see the warning above)'), '  console:     ' + u + '/console/', '  playground:  ' + u + '/playground/', '  API docs:    ' + u + '/api/docs/', '  all demo credentials: var/demo.json', '']))"
-	$(BIN)/gunicorn config.wsgi --bind $(HOST):$(PORT) --workers 1 --threads 8 --worker-class gthread
+	$(BIN)/gunicorn config.wsgi --bind $(HOST):$(PORT) --workers 1 --threads 8 --worker-class gthread --limit-request-field_size 16384
 
 test: install
 	@test -x /usr/bin/chromium || echo "NOTE: /usr/bin/chromium is missing, so the browser tests (tests/e2e) will be SKIPPED. Install Debian's chromium to run them."

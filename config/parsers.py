@@ -7,7 +7,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from config.exceptions import PayloadTooLarge
-from config.jsontext import MAX_JSON_DEPTH, json_text_check
+from config.jsontext import MAX_JSON_DEPTH, json_value_check
 
 
 def _reject_constant(name: str):
@@ -31,7 +31,7 @@ def json_loads_strict(raw: bytes | str) -> object:
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH}") from exc
     except UnicodeDecodeError as exc:
         raise ValueError("the body is not UTF-8") from exc
-    json_text_check(value)
+    json_value_check(value)
     return value
 
 

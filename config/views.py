@@ -15,7 +15,7 @@ _STATUS = inline_serializer("HealthStatus", {"status": serializers.CharField()})
 
 
 @extend_schema(responses={200: _STATUS}, tags=["health"])
-@api_view(["GET"])
+@api_view(["GET", "HEAD"])
 @authentication_classes([])
 @permission_classes([])
 def healthz(request):
@@ -24,7 +24,7 @@ def healthz(request):
 
 
 @extend_schema(responses={200: _STATUS, 503: _STATUS}, tags=["health"])
-@api_view(["GET"])
+@api_view(["GET", "HEAD"])
 @authentication_classes([])
 @permission_classes([])
 def readyz(request):

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict, Unauthenticated
 from config.fields import check_custom_data
-from config.jsontext import json_text_check
+from config.jsontext import as_sentence, json_value_check
 from config.precompiled import CompiledQuery, InsertAndUpdate, RowsInsert, RowVersion, row_versions
 from contacts.models import Contact, Device
 from identity.models import Organization
@@ -437,9 +437,9 @@ def _claims_profile(claims: dict) -> VerifiedProfile:
     problems: dict[str, list[str]] = {}
     for claim in CUSTOM_PROFILE_CLAIMS:
         try:
-            json_text_check(claims.get(claim))
+            json_value_check(claims.get(claim))
         except ValueError as exc:
-            problems[claim] = [f"{str(exc).capitalize()}."]
+            problems[claim] = [as_sentence(str(exc))]
     email = claims.get("email") or ""
     if not isinstance(email, str) or len(email) > 254:
         problems["email"] = ["Must be an email address of at most 254 characters."]

@@ -12,6 +12,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, UserChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Subquery
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -22,6 +23,7 @@ from rest_framework.exceptions import Throttled
 
 from config.exceptions import ApplicationError, Unauthenticated
 from config.http import client_ip
+from config.jsontext import as_sentence, json_value_check
 from identity import services
 from identity.admin_scoping import (
     OPERATOR_ROLES,
@@ -247,11 +249,37 @@ LIFETIME_FIELDS = (
 )
 
 
+class StrictJSONFormField(forms.JSONField):
+    """Django's JSON form field held to what the API's parser refuses (config.jsontext): NUL, lone
+    surrogates, infinite numbers. Refused input is shown again as typed, never re-encoded."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        try:
+            json_value_check(parsed)
+        except ValueError as exc:
+            raise ValidationError(as_sentence(str(exc)), code="invalid") from exc
+        return parsed
+
+    def bound_data(self, data, initial):
+        value = super().bound_data(data, initial)
+        try:
+            json_value_check(value)
+        except ValueError:
+            return InvalidJSONInput(data)
+        return value
+
+
 class OrganizationAdminForm(forms.ModelForm):
     """Widget settings validated by the same rules as the widget-settings API."""
 
     class Meta:
         model = Organization
+        field_classes = {
+            "extra_data_collection_fields": StrictJSONFormField,
+            "theme": StrictJSONFormField,
+            "allowed_origins": StrictJSONFormField,
+        }
         fields = (
             "name",
             "slug",

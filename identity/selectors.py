@@ -1,5 +1,6 @@
 """Reads for the identity app, always scoped to what the caller may see."""
 
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from identity import widget_cache
 from identity.models import ApiKey, Membership, Organization, SigningSecret, User
 from identity.tokens import (
     InvalidTokenError,
+    UndecryptableSecretError,
     api_key_matches,
     api_key_public_id,
     custom_token_audiences,
@@ -21,6 +23,8 @@ from identity.tokens import (
     custom_token_header,
     signing_verification_key,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def organization_for_widget_token(*, widget_token: str) -> Organization | None:
@@ -164,12 +168,25 @@ def custom_token_verify(*, token: str, org: Organization) -> dict:
     """
     header = custom_token_header(token)
     signing_secret = signing_key_for_token(org=org, kid=header.get("kid"))
-    key = signing_verification_key(
-        algorithm=signing_secret.algorithm,
-        encrypted_secret=signing_secret.encrypted_secret,
-        public_key=signing_secret.public_key,
-        encryption_key=settings.SIGNING_SECRET_ENCRYPTION_KEY,
-    )
+    try:
+        key = signing_verification_key(
+            algorithm=signing_secret.algorithm,
+            encrypted_secret=signing_secret.encrypted_secret,
+            public_key=signing_secret.public_key,
+            encryption_key=settings.SIGNING_SECRET_ENCRYPTION_KEY,
+        )
+    except UndecryptableSecretError:
+        # The client gets the uniform 401; the operator must hear that every token signed with
+        # this secret now fails, and why. The kid only, never the secret.
+        logger.error(
+            "signing secret %s of org %s cannot be decrypted: SIGNING_SECRET_ENCRYPTION_KEY (or "
+            "DJANGO_SECRET_KEY, which it is derived from when unset) changed since it was stored; "
+            "every token it signs is refused. Restore the key, or create a new secret and retire "
+            "this one.",
+            signing_secret.kid,
+            org.pk,
+        )
+        raise
     claims = custom_token_decode(
         token,
         key=key,

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurv
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from config.jsontext import json_text_check
+from config.jsontext import json_value_check
 
 _BASE62 = string.ascii_letters + string.digits
 
@@ -106,11 +106,16 @@ def secret_encrypt(plaintext: str, *, encryption_key: str) -> str:
     return _fernet(encryption_key).encrypt(plaintext.encode()).decode()
 
 
+class UndecryptableSecretError(InvalidTokenError):
+    """A stored signing secret the configured encryption key cannot open: the server's
+    configuration changed, not the token. Tokens it signed are refused like any other."""
+
+
 def secret_decrypt(ciphertext: str, *, encryption_key: str) -> str:
     try:
         return _fernet(encryption_key).decrypt(ciphertext.encode()).decode()
     except FernetInvalidToken as exc:
-        raise InvalidTokenError(
+        raise UndecryptableSecretError(
             "stored secret cannot be decrypted with the configured key"
         ) from exc
 
@@ -507,7 +512,7 @@ def custom_token_decode(
     # senderAuthInfo's copy of the token's claims): text a database cannot hold makes the token
     # malformed. The profile's claims are the caller's to check, field by field.
     try:
-        json_text_check({c: v for c, v in claims.items() if c not in CUSTOM_PROFILE_CLAIMS})
+        json_value_check({c: v for c, v in claims.items() if c not in CUSTOM_PROFILE_CLAIMS})
     except ValueError as exc:
         raise InvalidTokenError("malformed claims") from exc
     return claims

@@ -25,6 +25,8 @@ def post_raw(client, path, body: bytes | str, content_type="application/json"):
         ('{"email": NaN}', "NaN"),
         ('{"email": Infinity}', "Infinity"),
         ('{"email": -Infinity}', "-Infinity"),
+        ('{"email": 1e400}', "a number Python reads as infinity"),
+        ('{"email": {"k": [-1E999]}}', "such a number nested"),
         ('{"email": "a", "email": "b"}', "duplicate key"),
         ('{"email": "a\\u0000b"}', "NUL"),
         ('{"email": "\\ud800"}', "lone surrogate"),
@@ -141,6 +143,25 @@ def test_strict_json_accepts_ordinary_documents():
 def test_healthz_and_readyz_answer_ok(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_the_probes_answer_head_as_load_balancers_send_it(client, path):
+    response = client.head(path)
+
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+def test_readyz_answers_head_with_its_503(client, monkeypatch):
+    from django.db import DatabaseError
+
+    def broken_cursor(*args, **kwargs):
+        raise DatabaseError("down")
+
+    monkeypatch.setattr(connection, "cursor", broken_cursor)
+
+    assert client.head("/readyz").status_code == 503
 
 
 def test_readyz_is_503_when_the_database_fails(client, monkeypatch):

@@ -1,8 +1,9 @@
 """Limits walk (SPEC §5): every write route refuses hostile bodies with a 4xx, writes nothing.
 
 Each route is tried with wrong JSON types for each field, oversize values, NUL, lone surrogates,
-NaN/Infinity, duplicate keys, deep nesting, a body over 1 MiB, non-JSON content types and wrong
-methods. Every answer must be a 4xx in the one error envelope (`/v3/` adds `success: false`).
+NaN/Infinity and numbers past a float (1e400), duplicate keys, deep nesting, a body over 1 MiB,
+non-JSON content types and wrong methods. Every answer must be a 4xx in the one error envelope
+(`/v3/` adds `success: false`).
 """
 
 import json
@@ -376,6 +377,8 @@ RAW_BODIES = {
     "NaN": lambda name: f'{{"{name}": NaN}}',
     "Infinity": lambda name: f'{{"{name}": Infinity}}',
     "-Infinity": lambda name: f'{{"{name}": -Infinity}}',
+    "a number past a float's range": lambda name: f'{{"{name}": 1e400}}',
+    "such a number nested": lambda name: f'{{"{name}": {{"k": [1, -1e400]}}}}',
     "duplicate keys": lambda name: f'{{"{name}": "a", "{name}": "b"}}',
     "deeply nested": lambda name: f'{{"{name}": {"[" * 5000 + "]" * 5000}}}',
     "nested past the parser limit": lambda name: f'{{"{name}": {"[" * 40 + "]" * 40}}}',

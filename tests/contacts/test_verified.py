@@ -1,5 +1,6 @@
 """Verified customers: authenticate-user with an org API key, and Tiledesk custom tokens."""
 
+import json
 import time
 import uuid
 
@@ -574,14 +575,19 @@ def test_a_custom_tokens_answer_holds_its_own_attributes_not_the_stored_custom_d
         ({"email": "ada\x00@shop.test"}, "email"),
         ({"attributes": {"tier": "go\ud800ld"}}, "attributes"),
         ({"attributes": {"ti\x00er": "gold"}}, "attributes"),
+        ({"attributes": {"tier": [1, "1e400"]}}, "attributes"),
     ],
-    ids=["surrogate-firstname", "nul-lastname", "nul-email", "surrogate-value", "nul-key"],
+    ids=["surrogate-firstname", "nul-lastname", "nul-email", "surrogate-value", "nul-key", "inf"],
 )
 def test_a_custom_tokens_profile_with_text_spec_refuses_is_a_400_and_keeps_its_jti(
     org, shared_secret, claims, field
 ):
-    # given a correctly signed token whose profile holds NUL or a lone surrogate (SPEC §5)
+    # given a correctly signed token whose profile holds what SPEC §5 refuses in a body
     token = custom_token(org, *shared_secret, **claims)
+    if "1e400" in str(claims):  # a literal Python reads as infinity, signed as it is
+        payload = jwt.decode(token, options={"verify_signature": False})
+        raw = json.dumps(payload).replace('"1e400"', "1e400").encode()
+        token = jwt.api_jws.encode(raw, shared_secret[0], headers={"kid": shared_secret[1]})
     # when it is exchanged
     response = exchange(token)
     # then the field is named, nothing is written, and the jti is not used up

@@ -537,6 +537,31 @@ def test_widget_settings_are_validated_like_the_api(operator_admin, org):
     assert org.allowed_origins == []
 
 
+@pytest.mark.parametrize(
+    ("theme", "message"),
+    [
+        ('{"title": 1e400}', b"Numbers must be finite"),
+        ('{"title": "Hi\\u0000"}', b"NUL characters are not allowed"),
+        ('{"title": "Hi\\ud800"}', b"Lone surrogates are not allowed"),
+    ],
+    ids=["infinite", "nul", "surrogate"],
+)
+def test_widget_settings_json_the_api_refuses_is_refused_here_too(
+    operator_admin, org, theme, message
+):
+    # given JSON the form's own parser accepts but no JSON column can hold
+    before = org.theme
+    # when
+    response = operator_admin.post(
+        f"/admin/identity/organization/{org.pk}/change/", org_form(org, theme=theme)
+    )
+    # then the form says why, and nothing is written
+    org.refresh_from_db()
+    assert response.status_code == 200
+    assert message in response.content
+    assert org.theme == before
+
+
 def test_plain_agent_cannot_change_widget_settings(agent_admin, org):
     response = agent_admin.post(
         f"/admin/identity/organization/{org.pk}/change/", org_form(org, name="Hijacked")

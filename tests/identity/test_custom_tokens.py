@@ -629,3 +629,27 @@ def test_org_id_unverified_is_none_when_aud_names_no_single_org(org, aud):
 
     assert custom_token_org_id_unverified(token, public_url=settings.PUBLIC_URL) is None
     assert custom_token_org_id_unverified("garbage", public_url=settings.PUBLIC_URL) is None
+
+
+# --- a secret the server can no longer open ---------------------------------------------------
+
+
+def test_a_secret_stored_under_another_encryption_key_refuses_its_tokens_and_says_why(
+    org, shared, settings, caplog
+):
+    # given a secret stored under the encryption key the server had then
+    kid, secret = shared
+    token = sign(claims_for(org), secret, kid=kid)
+    # when the server runs with another key (DJANGO_SECRET_KEY changed, the derived key with it)
+    settings.SIGNING_SECRET_ENCRYPTION_KEY = "another-key-entirely-" + "x" * 32
+    with caplog.at_level("ERROR", logger="identity.selectors"):
+        is_refused = refused(token, org)
+    # then the token is refused like any other, and the operator is told which secret and why
+    assert is_refused
+    [record] = [r for r in caplog.records if r.name == "identity.selectors"]
+    assert record.levelname == "ERROR"
+    message = record.getMessage()
+    assert kid in message
+    assert "cannot be decrypted" in message
+    assert "SIGNING_SECRET_ENCRYPTION_KEY" in message
+    assert secret not in caplog.text

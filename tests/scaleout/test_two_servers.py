@@ -438,3 +438,49 @@ def test_a_rotated_widget_token_is_refused_on_the_other_server_within_its_memo_t
     new = {"X-Widget-Token": rotated.body["widgetToken"]}
     assert a.request("GET", "/widget/config", headers=new).status == 200
     assert b.request("GET", "/widget/config", headers=new).status == 200
+
+
+# --- what gunicorn itself hands the app (one server is enough) --------------------------------
+
+
+def post_chunked(server: Server, path: str, parts: list[bytes], headers: dict) -> Reply:
+    """POST `parts` as a chunked body: no Content-Length, as some HTTP clients send."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=REQUEST_TIMEOUT_SECONDS)
+    try:
+        conn.request(
+            "POST",
+            path,
+            body=iter(parts),
+            headers={**headers, "Content-Type": "application/json"},
+            encode_chunked=True,
+        )
+        response = conn.getresponse()
+        raw = response.read()
+        return Reply(status=response.status, body=json.loads(raw) if raw else None, headers={})
+    finally:
+        conn.close()
+
+
+def test_a_chunked_body_reaches_the_app_and_keeps_its_limits(servers, org):
+    a, _ = servers
+    widget = {"X-Widget-Token": org.widget_token}
+
+    # a chunked body is read, not taken for an empty one
+    minted = post_chunked(
+        a,
+        "/widget/contacts/unverified",
+        [b'{"name": "Chunk", ', b'"email": "c@shop.test"}'],
+        widget,
+    )
+    assert minted.status == 201, minted.body
+    assert minted.body["contact"]["trust"] == "non_verified"
+    # and validated
+    invalid = post_chunked(a, "/widget/contacts/unverified", [b'{"name": ', b"5}"], widget)
+    assert invalid.status == 400, invalid.body
+    # and held to the size limit though it declares no length
+    chunk = b" " * (64 * 1024)
+    parts = [b'{"name": "x"', *[chunk] * (settings.MAX_REQUEST_BODY_BYTES // len(chunk)), b"}"]
+    too_large = post_chunked(a, "/widget/contacts/unverified", parts, widget)
+    assert too_large.status == 413, too_large.body
+    assert too_large.body["error"]["code"] == "payload_too_large"
+    assert Contact.objects.filter(org=org).count() == 1
