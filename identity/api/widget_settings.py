@@ -1,15 +1,17 @@
 """Operators' widget settings: /api/v1/orgs/{org}/widget-settings and token rotation."""
 
+import ipaddress
+import json
 import re
 from datetime import timedelta
-from urllib.parse import urlsplit
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.decorators import action
+from rest_framework.fields import empty
 from rest_framework.response import Response
 
-from config.fields import StrictBooleanField, StrictCharField, check_custom_data
+from config.fields import StrictBooleanField, StrictCharField
 from config.http import client_ip
 from identity import services
 from identity.api.access import OrgScopedViewSet
@@ -19,6 +21,19 @@ FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MIN_LIFETIME = timedelta(minutes=5)
 MAX_LIFETIME = timedelta(days=365)
 MAX_VERIFIED_LIFETIME = timedelta(days=7)
+MAX_ALLOWED_ORIGINS = 50
+DEFAULT_PORTS = {"https": 443, "http": 80}
+# Browsers treat these as secure contexts, so plain http is fine for local development only.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+ORIGIN_SHAPE = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)"
+)
+AUTHORITY = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::(?P<port>[0-9]+))?")
+DNS_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
+# A host whose last label is a number is an IPv4 address to a browser (WHATWG URL), never a name.
+NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+THEME_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+MAX_THEME_TEXT = 200
 
 
 class ExtraFieldSerializer(serializers.Serializer):
@@ -61,22 +76,167 @@ class LifetimeField(serializers.IntegerField):
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, int):
             raise serializers.ValidationError("Must be a whole number of seconds.")
-        return timedelta(seconds=super().to_internal_value(data))
+        return data
 
-    def run_validators(self, value):
-        # The min/max validators compare seconds, not the timedelta to_internal_value returns.
-        super().run_validators(int(value.total_seconds()))
+    def run_validation(self, data=empty):
+        # Range-check the plain int first: timedelta() overflows long before a JSON integer ends.
+        return timedelta(seconds=super().run_validation(data))
 
     def to_representation(self, value):
         return int(value.total_seconds())
 
 
 class OriginField(StrictCharField):
+    """One origin, normalised to what a browser sends in `Origin`: lower-case scheme and host, no
+    default port. contacts.middleware compares the stored value with that header verbatim."""
+
+    default_error_messages = {
+        "not_an_origin": "Must be an origin like https://shop.example.com.",
+        "wildcard": "Wildcards are not allowed: list each origin.",
+        "not_ascii": "Write the host in ASCII (punycode, xn--…), as browsers send it.",
+        "not_bare": "An origin has no path, query or fragment: use https://host[:port].",
+        "user_info": "An origin has no user name or password: use https://host[:port].",
+        "port": "The port must be between 1 and 65535.",
+        "not_https": "Use https://; http:// is allowed for localhost, 127.0.0.1 and [::1] only.",
+    }
+
     def to_internal_value(self, data):
-        value = super().to_internal_value(data).rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
-            raise serializers.ValidationError("Must be an origin like https://shop.example.com.")
+        value = super().to_internal_value(data)
+        if "*" in value:
+            self.fail("wildcard")
+        if not value.isascii():
+            self.fail("not_ascii")
+        shape = ORIGIN_SHAPE.fullmatch(value)
+        if shape is None:
+            self.fail("not_an_origin")
+        if shape["rest"] not in ("", "/"):
+            self.fail("not_bare")
+        if "@" in shape["authority"]:
+            self.fail("user_info")
+        scheme = shape["scheme"].lower()
+        if scheme not in DEFAULT_PORTS:
+            self.fail("not_https")
+        authority = AUTHORITY.fullmatch(shape["authority"])
+        if authority is None:
+            self.fail("not_an_origin")
+        host = self._host(authority["host"])
+        if scheme == "http" and host not in LOOPBACK_HOSTS:
+            self.fail("not_https")
+        if authority["port"] is None:
+            return f"{scheme}://{host}"
+        port = int(authority["port"])
+        if not 1 <= port <= 65535:
+            self.fail("port")
+        return (
+            f"{scheme}://{host}" if port == DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
+        )
+
+    def _host(self, host: str) -> str:
+        if host.startswith("["):
+            try:
+                return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+            except ValueError:
+                self.fail("not_an_origin")
+        host = host.lower()
+        if len(host) > 253 or not DNS_NAME.fullmatch(host):
+            self.fail("not_an_origin")
+        if NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
+            try:
+                address = ipaddress.IPv4Address(host)
+            except ValueError:
+                self.fail("not_an_origin")
+            if str(address) != host:
+                self.fail("not_an_origin")
+        return host
+
+
+def _entry_shown(entry) -> str:
+    if isinstance(entry, str):
+        return repr(entry if len(entry) <= 100 else f"{entry[:100]}…")
+    shown = json.dumps(entry)
+    return shown if len(shown) <= 40 else f"{shown[:40]}…"
+
+
+class AllowedOriginsField(serializers.ListField):
+    """At most MAX_ALLOWED_ORIGINS origins, normalised, duplicates dropped (first kept); each
+    refused entry is named in the one `allowedOrigins` error."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            child=OriginField(max_length=255), max_length=MAX_ALLOWED_ORIGINS, **kwargs
+        )
+
+    def to_internal_value(self, data):
+        # Before the entries, so a huge list costs one check and not one message per entry.
+        if isinstance(data, list) and len(data) > MAX_ALLOWED_ORIGINS:
+            self.fail("max_length", max_length=MAX_ALLOWED_ORIGINS)
+        return super().to_internal_value(data)
+
+    def run_child_validation(self, data):
+        origins, problems = [], []
+        for entry in data:
+            try:
+                origins.append(self.child.run_validation(entry))
+            except serializers.ValidationError as exc:
+                problems.extend(f"{_entry_shown(entry)}: {message}" for message in exc.detail)
+        if problems:
+            raise serializers.ValidationError(problems)
+        return list(dict.fromkeys(origins))
+
+
+class ThemeColorField(StrictCharField):
+    default_error_messages = {"not_a_color": "Must be a color like #18bdf7: # and six hex digits."}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not THEME_COLOR.fullmatch(value):
+            self.fail("not_a_color")
+        return value.lower()
+
+
+THEME_FIELDS = {
+    "primaryColor": ThemeColorField(),
+    "title": StrictCharField(max_length=MAX_THEME_TEXT),
+}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {
+            "primaryColor": {"type": "string", "pattern": f"^{THEME_COLOR.pattern}$"},
+            "title": {"type": "string", "maxLength": MAX_THEME_TEXT},
+        },
+        "additionalProperties": False,
+    }
+)
+class ThemeField(serializers.Field):
+    """The keys the widget reads, each bounded: GET /widget/config serves the theme to anyone,
+    so it holds nothing a page reading it could mistake for markup or CSS."""
+
+    default_error_messages = {"not_an_object": "Must be a JSON object."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_an_object")
+        unknown = [key for key in data if key not in THEME_FIELDS]
+        if unknown:
+            more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+            known = " and ".join(THEME_FIELDS)
+            raise serializers.ValidationError(
+                f"Unknown key {_entry_shown(unknown[0])}{more}; the known keys are {known}."
+            )
+        theme, problems = {}, []
+        for key, value in data.items():
+            try:
+                theme[key] = THEME_FIELDS[key].run_validation(value)
+            except serializers.ValidationError as exc:
+                problems.extend(f"{key}: {message}" for message in exc.detail)
+        if problems:
+            raise serializers.ValidationError(problems)
+        return theme
+
+    def to_representation(self, value):
         return value
 
 
@@ -88,10 +248,8 @@ class WidgetSettingsSerializer(serializers.Serializer):
         source="extra_data_collection_fields", many=True, required=False, max_length=20
     )
     requireVerifiedIdentity = StrictBooleanField(source="require_verified_identity", required=False)
-    theme = serializers.DictField(required=False)
-    allowedOrigins = serializers.ListField(
-        child=OriginField(max_length=255), source="allowed_origins", required=False, max_length=50
-    )
+    theme = ThemeField(required=False)
+    allowedOrigins = AllowedOriginsField(source="allowed_origins", required=False)
     mergeDeviceHistoryOnVerify = StrictBooleanField(
         source="merge_device_history_on_verify", required=False
     )
@@ -105,12 +263,6 @@ class WidgetSettingsSerializer(serializers.Serializer):
         source="verified_token_lifetime", max_value=MAX_VERIFIED_LIFETIME, required=False
     )
     widgetToken = serializers.CharField(source="widget_token", read_only=True)
-
-    def validate_theme(self, value):
-        problems = check_custom_data(value)
-        if problems:
-            raise serializers.ValidationError(problems)
-        return value
 
     def validate_extraDataCollectionFields(self, value):
         names = [field["name"] for field in value]
