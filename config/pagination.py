@@ -4,7 +4,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q, QuerySet
@@ -96,6 +96,12 @@ class KeysetPagination(BasePagination):
             raise InvalidCursor() from exc
         if position.tzinfo is None or pk is None:
             raise InvalidCursor()
+        try:
+            # In UTC, as the database compares it: an instant at the calendar's edge in a far
+            # zone (0001-01-01T00:00+14:00) is not a date there, and would fail in the query.
+            position = position.astimezone(UTC)
+        except OverflowError as exc:
+            raise InvalidCursor() from exc
         return position, pk
 
     def get_paginated_response_schema(self, schema: dict) -> dict:

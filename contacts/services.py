@@ -432,6 +432,15 @@ def _verified_upsert(
     return IssuedToken(token=token, expires_at=expires_at, contact=contact, device=device)
 
 
+MAX_NAME_LENGTH = Contact._meta.get_field("name").max_length
+FULL_NAME_TOO_LONG = f"Together with firstname, at most {MAX_NAME_LENGTH} characters."
+
+
+def full_name(firstname: str | None, lastname: str | None) -> str:
+    """Tiledesk's two names as the contact's one: "firstname lastname", either may be absent."""
+    return " ".join(n.strip() for n in (firstname, lastname) if n and n.strip())
+
+
 def _claims_profile(claims: dict) -> VerifiedProfile:
     """Turn verified custom-token claims into a profile, holding them to the SPEC §5 limits."""
     problems: dict[str, list[str]] = {}
@@ -453,6 +462,8 @@ def _claims_profile(claims: dict) -> VerifiedProfile:
     names = [claims.get("firstname") or "", claims.get("lastname") or ""]
     if not all(isinstance(n, str) and len(n) <= 100 for n in names):
         problems.setdefault("firstname", ["Names must be strings of at most 100 characters."])
+    elif len(full_name(*names)) > MAX_NAME_LENGTH:
+        problems.setdefault("lastname", [FULL_NAME_TOO_LONG])
     attributes = claims.get("attributes")
     if (
         "attributes" not in problems
@@ -462,7 +473,7 @@ def _claims_profile(claims: dict) -> VerifiedProfile:
         problems["attributes"] = ["Must be a JSON object of at most 16 KiB and 5 levels."]
     if problems:
         raise DjangoValidationError(problems)
-    name = " ".join(n.strip() for n in names if n and n.strip())
+    name = full_name(*names)
     return VerifiedProfile(
         email=email, user_id=claims["_id"], name=name or None, custom_data=attributes
     )

@@ -308,6 +308,9 @@ def conversation_fields_clean(*, org: Organization, fields: dict) -> dict:
     return cleaned
 
 
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
 def _field_value_clean(spec: dict, value):
     kind = spec.get("type", "text")
     if isinstance(value, str):
@@ -324,8 +327,12 @@ def _field_value_clean(spec: dict, value):
         return value
     if kind == "number":
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not is_number or not math.isfinite(value):
-            raise ValidationError("Must be a number.")
+        # Python's integers have no bound (a 400-digit one is valid JSON, and too large for a
+        # float): hold them to what a JavaScript number keeps exactly, as agents' pages read them.
+        if not is_number or abs(value) > MAX_SAFE_INTEGER or not math.isfinite(value):
+            raise ValidationError(
+                f"Must be a number between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}."
+            )
         return value
     if not isinstance(value, str):
         raise ValidationError("Must be a string.")

@@ -10,7 +10,7 @@ from config.fields import (
     UtcDateTimeField,
 )
 from config.serializers import FieldsOnceSerializer
-from contacts.services import AuthMethod
+from contacts.services import FULL_NAME_TOO_LONG, MAX_NAME_LENGTH, AuthMethod, full_name
 
 
 class UnverifiedInputSerializer(FieldsOnceSerializer):
@@ -77,6 +77,12 @@ class SignInAnonymouslyInputSerializer(serializers.Serializer):
     lastname = StrictCharField(max_length=100, required=False, allow_blank=True)
     email = StrictEmailField(max_length=254, required=False, allow_blank=True)
     attributes = CustomDataField(required=False)
+
+    def validate(self, attrs):
+        # The contact keeps one name, "firstname lastname", held to SPEC §5's 200 characters.
+        if len(full_name(attrs.get("firstname"), attrs.get("lastname"))) > MAX_NAME_LENGTH:
+            raise serializers.ValidationError({"lastname": [FULL_NAME_TOO_LONG]})
+        return attrs
 
 
 class TiledeskVisitorOutputSerializer(serializers.Serializer):

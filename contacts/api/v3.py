@@ -64,7 +64,7 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
         org = organization_by_public_id(org_id=fields["id_project"])
         firstname = fields.get("firstname") or ""
         lastname = fields.get("lastname") or ""
-        given_name = " ".join(part for part in (firstname, lastname) if part)
+        given_name = services.full_name(firstname, lastname)
         firstname = firstname or services.guest_name_new()
         issued = services.contact_unverified_sign_in(
             org=org,
@@ -74,7 +74,7 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
             custom_data=fields.get("attributes"),
             method=services.AuthMethod.BROWSER,
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
-            display_name=" ".join(part for part in (firstname, lastname) if part),
+            display_name=services.full_name(firstname, lastname),
         )
         user = {
             "_id": str(issued.contact.pk),

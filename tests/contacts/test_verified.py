@@ -599,6 +599,21 @@ def test_a_custom_tokens_profile_with_text_spec_refuses_is_a_400_and_keeps_its_j
     assert exchange(custom_token(org, *shared_secret, jti=jti)).status_code == 200
 
 
+def test_a_custom_tokens_two_names_longer_than_a_name_together_are_a_400(org, shared_secret):
+    # given two names at their own limit of 100, which joined would be 201 characters
+    token = custom_token(org, *shared_secret, firstname="f" * 100, lastname="l" * 100)
+    # when
+    response = exchange(token)
+    # then the claim is named, nothing is written and the jti is not used up
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["lastname"]
+    assert Contact.objects.count() == 0
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    again = custom_token(org, *shared_secret, firstname="f" * 100, lastname="l" * 99, jti=jti)
+    assert exchange(again).status_code == 200
+    assert len(Contact.objects.get().name) == 200
+
+
 @pytest.mark.parametrize(
     "claims",
     [

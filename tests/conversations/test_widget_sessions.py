@@ -1,5 +1,7 @@
 """The widget's /widget/sessions routes: history, opening with fields, reading and sending."""
 
+import base64
+import json
 from datetime import timedelta
 
 import pytest
@@ -124,8 +126,23 @@ def test_history_pages_by_cursor_without_gaps_or_repeats(anonymous):
     assert seen == [str(c.id) for c in expected]
 
 
+def cursor_of(value: str, pk: str = "00000000-0000-0000-0000-000000000001") -> str:
+    raw = json.dumps([value, pk]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
-    "cursor", ["garbage!", "bm90IGpzb24", "WyJub3QgYSBkYXRlIiwiMSJd", "W10", "x" * 300]
+    "cursor",
+    [
+        "garbage!",
+        "bm90IGpzb24",
+        "WyJub3QgYSBkYXRlIiwiMSJd",
+        "W10",
+        "x" * 300,
+        # well-formed instants that are not a date in UTC, at either edge of the calendar
+        cursor_of("0001-01-01T00:00:00+14:00"),
+        cursor_of("9999-12-31T23:59:59-14:00"),
+    ],
 )
 def test_history_refuses_an_invalid_cursor_with_400(anonymous, cursor):
     response = anonymous.client.get(f"/widget/sessions?cursor={cursor}")
@@ -199,6 +216,9 @@ def test_open_types_and_keeps_the_answers_to_extra_fields(org, anonymous):
     assert Conversation.objects.get().fields == expected
 
 
+NOT_A_NUMBER = f"Must be a number between -{2**53 - 1} and {2**53 - 1}."
+
+
 @pytest.mark.parametrize(
     ("fields", "errors"),
     [
@@ -220,20 +240,28 @@ def test_open_types_and_keeps_the_answers_to_extra_fields(org, anonymous):
                 "fields.order": ["Must be a string."],
                 "fields.topic": ["Must be one of the field's options."],
                 "fields.consent": ["Must be true or false."],
-                "fields.items": ["Must be a number."],
+                "fields.items": [NOT_A_NUMBER],
                 "fields.contact_email": ["Enter a valid email address."],
             },
+        ),
+        (
+            {"order": "1", "topic": "a", "consent": True, "items": 10**400},
+            {"fields.items": [NOT_A_NUMBER]},
+        ),
+        (
+            {"order": "1", "topic": "a", "consent": True, "items": -(2**53)},
+            {"fields.items": [NOT_A_NUMBER]},
         ),
         (
             {"order": "x" * 1001, "topic": "a", "consent": False, "items": True},
             {
                 "fields.order": ["Must be at most 1000 characters."],
                 "fields.consent": ["This field is required."],
-                "fields.items": ["Must be a number."],
+                "fields.items": [NOT_A_NUMBER],
             },
         ),
     ],
-    ids=["required", "unknown", "wrong-types", "limits"],
+    ids=["required", "unknown", "wrong-types", "huge-integer", "past-a-safe-integer", "limits"],
 )
 def test_open_refuses_bad_field_answers_and_writes_nothing(org, anonymous, fields, errors):
     # given
