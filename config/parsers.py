@@ -18,7 +18,8 @@ def _unique_object(pairs: list[tuple[str, object]]) -> dict:
     obj = {}
     for key, value in pairs:
         if key in obj:
-            raise ValueError(f"duplicate key {key!r}")
+            shown = key if len(key) <= 40 else f"{key[:40]}…"  # never the whole of a huge key
+            raise ValueError(f"duplicate key {shown!r}")
         obj[key] = value
     return obj
 

@@ -280,6 +280,11 @@ def device_history_adopt(
     ).update(contact=verified_principal.contact, created_verified=True)
 
 
+# An org's extraDataCollectionFields: at most this many, names at most this long (the
+# widget-settings API holds them to both).
+MAX_EXTRA_FIELDS, MAX_FIELD_NAME = 20, 64
+
+
 def conversation_fields_clean(*, org: Organization, fields: dict) -> dict:
     """Check `fields` against the org's extraDataCollectionFields and type each value.
 
@@ -291,9 +296,13 @@ def conversation_fields_clean(*, org: Organization, fields: dict) -> dict:
         for spec in org.extra_data_collection_fields
         if isinstance(spec, dict) and isinstance(spec.get("name"), str)
     }
-    errors: dict[str, list[str]] = {
-        f"fields.{name}": ["Unknown field."] for name in fields if name not in specs
-    }
+    # Unknown names are named back, but only as many and as long as real ones can be: an error
+    # body never grows with what the client sent.
+    unknown = [name for name in fields if name not in specs]
+    named = [name for name in unknown if len(name) <= MAX_FIELD_NAME][:MAX_EXTRA_FIELDS]
+    errors: dict[str, list[str]] = {f"fields.{name}": ["Unknown field."] for name in named}
+    if len(unknown) > len(named):
+        errors["fields"] = [f"{len(unknown) - len(named)} more unknown fields."]
     cleaned = {}
     for name, spec in specs.items():
         try:

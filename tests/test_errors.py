@@ -42,6 +42,17 @@ def test_malformed_json_is_400_with_the_envelope(client, body, reason):
     assert response.json()["error"]["message"].startswith("Malformed JSON")
 
 
+def test_a_huge_duplicate_key_is_not_echoed_whole(client):
+    key = "k" * 50_000
+    body = f'{{"{key}": 1, "{key}": 2}}'
+
+    response = post_raw(client, "/api/v1/auth/token", body)
+
+    assert response.status_code == 400
+    assert len(response.content) < 500
+    assert "duplicate key" in response.json()["error"]["message"]
+
+
 def test_invalid_utf8_is_400(client):
     response = post_raw(client, "/api/v1/auth/token", b'{"email": "\xff"}')
 

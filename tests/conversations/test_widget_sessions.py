@@ -156,6 +156,26 @@ def test_history_refuses_an_invalid_cursor_with_400(anonymous, cursor):
 # --- opening ---------------------------------------------------------------------------------
 
 
+def test_unknown_field_names_are_named_back_only_as_real_ones_can_be(org, anonymous):
+    # given an org with form fields, and answers under 25 short and one huge unknown name
+    org.extra_data_collection_fields = EXTRA_FIELDS
+    org.save()
+    fields = {f"extra{n}": "x" for n in range(25)} | {"y" * 50_000: "x"}
+
+    # when
+    response = anonymous.client.post(
+        "/widget/sessions", {"externalId": "page", "fields": fields}, format="json"
+    )
+
+    # then twenty are named, the rest counted, and the body stays small
+    errors = response.json()["error"]["fields"]
+    assert response.status_code == 400
+    assert len(response.content) < 5_000
+    assert len([key for key in errors if key.startswith("fields.extra")]) == 20
+    assert errors["fields"] == ["6 more unknown fields."]
+    assert not Conversation.objects.exists()
+
+
 def test_open_records_device_contact_trust_external_id_and_sender_auth_info(verified):
     # when
     response = verified.client.post("/widget/sessions", {"externalId": "page-7"}, format="json")
