@@ -1,6 +1,7 @@
 """CORS for widget routes only, from each org's allowed origins (SPEC §3)."""
 
 from django.http import HttpResponse
+from django.utils.cache import patch_vary_headers
 
 from config.exceptions import json_error
 from identity.selectors import organization_for_widget_token
@@ -23,6 +24,10 @@ class WidgetCorsMiddleware:
     A preflight carries no widget token, so it is answered for any origin; the real request then
     has its Origin checked against the org the widget token names: a disallowed origin is refused
     with 403 before the view runs (nothing is written), and gets no CORS headers.
+
+    Every response here says `Vary: Origin`, added to any Vary it already has: with or without an
+    Origin, allowed or refused, the same URL answers differently per Origin, and a shared cache
+    must not hand one origin's answer to another.
     """
 
     def __init__(self, get_response):
@@ -31,6 +36,11 @@ class WidgetCorsMiddleware:
     def __call__(self, request):
         if not request.path.startswith("/widget/") or request.path in NOT_FOR_BROWSERS:
             return self.get_response(request)
+        response = self._answer(request)
+        patch_vary_headers(response, ["Origin"])
+        return response
+
+    def _answer(self, request):
         origin = request.META.get("HTTP_ORIGIN")
         if request.method == "OPTIONS" and origin:
             response = HttpResponse(status=204)
@@ -53,5 +63,4 @@ class WidgetCorsMiddleware:
     @staticmethod
     def _allow(response, origin: str):
         response["Access-Control-Allow-Origin"] = origin
-        response["Vary"] = "Origin"
         return response

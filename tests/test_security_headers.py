@@ -1,8 +1,10 @@
 """Security headers with DEBUG off: nosniff, referrer policy, framing, HSTS, CSRF and CORS."""
 
 import pytest
-from django.test import Client
+from django.http import HttpResponse
+from django.test import Client, RequestFactory
 
+from contacts.middleware import WidgetCorsMiddleware
 from tests.contacts.conftest import widget_client
 
 pytestmark = pytest.mark.django_db
@@ -155,3 +157,52 @@ def test_a_widget_route_answers_cors_for_an_allowed_origin(org):
     assert response.status_code == 200
     assert response["Access-Control-Allow-Origin"] == ORIGIN
     assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def vary(response) -> list[str]:
+    return [value.strip() for value in response.get("Vary", "").split(",") if value.strip()]
+
+
+@pytest.mark.parametrize(
+    ("method", "origin", "status"),
+    [
+        ("get", ORIGIN, 200),
+        ("get", None, 200),
+        ("get", "https://evil.example", 403),
+        ("options", ORIGIN, 204),
+        ("options", "https://evil.example", 204),
+        ("options", None, 405),
+    ],
+)
+def test_every_widget_response_varies_on_origin(org, method, origin, status):
+    # given: an org that lets only its own site use the widget
+    org.allowed_origins = [ORIGIN]
+    org.save()
+    headers = {"HTTP_ORIGIN": origin} if origin else {}
+
+    # when: allowed, without Origin, refused, or a preflight (an OPTIONS without Origin is none)
+    response = getattr(widget_client(org), method)("/widget/config", **headers)
+
+    # then: a shared cache is told the answer depends on Origin
+    assert response.status_code == status
+    assert vary(response) == ["Origin"]
+
+
+@pytest.mark.parametrize("origin", [ORIGIN, None])
+def test_vary_origin_is_added_to_the_vary_a_widget_response_already_has(org, origin):
+    # given: a view whose answer also varies on language and cookies
+    def view(request):
+        response = HttpResponse("{}", content_type="application/json")
+        response["Vary"] = "Accept-Language, Cookie"
+        return response
+
+    headers = {"HTTP_ORIGIN": origin} if origin else {}
+    request = RequestFactory().get(
+        "/widget/config", HTTP_X_WIDGET_TOKEN=org.widget_token, **headers
+    )
+
+    # when
+    response = WidgetCorsMiddleware(view)(request)
+
+    # then
+    assert vary(response) == ["Accept-Language", "Cookie", "Origin"]

@@ -28,8 +28,23 @@ class InboxFilterForm(forms.Form):
 
 
 class ReplyForm(forms.Form):
+    """The reply box, whose text is kept as typed, as the API keeps it.
+
+    A pasted snippet's indentation and trailing newline are part of it; a reply of only
+    whitespace is refused as an empty one is.
+    """
+
     text = forms.CharField(
         label="Reply",
         max_length=MAX_MESSAGE_LENGTH,
+        strip=False,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Write a reply…"}),
     )
+
+    def clean_text(self) -> str:
+        text = self.cleaned_data["text"]
+        if not text.strip():
+            raise forms.ValidationError(
+                self.fields["text"].error_messages["required"], code="required"
+            )
+        return text

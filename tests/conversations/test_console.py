@@ -317,15 +317,67 @@ def test_reply_posts_an_agent_message(console, org, agent_user):
     assert "Your order ships today." in console.get(conversation_url(conversation)).content.decode()
 
 
-def test_blank_reply_is_refused_and_writes_nothing(console, org):
+def test_reply_is_stored_as_typed(console, org):
+    # given: a pasted snippet, indented and ending in a newline
+    conversation = ConversationFactory(contact=verified_contact(org))
+    snippet = "    indented code\n    more code\n"
+
+    # when
+    response = console.post(
+        f"/console/conversations/{conversation.pk}/reply?org={org.pk}", {"text": snippet}
+    )
+
+    # then
+    assert response.status_code == 302
+    assert Message.objects.get(conversation=conversation).body == snippet
+
+
+@pytest.mark.parametrize("text", ["", "   ", " \n\t\n "])
+def test_blank_reply_is_refused_and_writes_nothing(console, org, text):
     conversation = ConversationFactory(contact=verified_contact(org))
 
     response = console.post(
-        f"/console/conversations/{conversation.pk}/reply?org={org.pk}", {"text": "   "}
+        f"/console/conversations/{conversation.pk}/reply?org={org.pk}", {"text": text}
     )
 
     assert response.status_code == 400
+    assert response.context["form"].errors == {"text": ["This field is required."]}
     assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        # the limit counts the whitespace it keeps
+        (" " + "x" * 9_999 + " ", "Ensure this value has at most 10000 characters (it has 10001)."),
+        ("  before\x00after\n", "Null characters are not allowed."),
+    ],
+)
+def test_reply_over_the_limit_or_with_nul_is_refused_and_writes_nothing(console, org, text, error):
+    conversation = ConversationFactory(contact=verified_contact(org))
+
+    response = console.post(
+        f"/console/conversations/{conversation.pk}/reply?org={org.pk}", {"text": text}
+    )
+
+    assert response.status_code == 400
+    assert response.context["form"].errors == {"text": [error]}
+    assert not Message.objects.exists()
+
+
+def test_reply_of_exactly_the_limit_keeps_its_surrounding_whitespace(console, org):
+    # given: 10,000 characters, the first and last of them spaces
+    conversation = ConversationFactory(contact=verified_contact(org))
+    text = " " + "x" * 9_998 + " "
+
+    # when
+    response = console.post(
+        f"/console/conversations/{conversation.pk}/reply?org={org.pk}", {"text": text}
+    )
+
+    # then
+    assert response.status_code == 302
+    assert Message.objects.get(conversation=conversation).body == text
 
 
 def test_reply_to_a_closed_conversation_is_refused_and_writes_nothing(console, org):
