@@ -9,6 +9,7 @@ from django.utils import timezone
 from contacts.models import Contact, Device
 from contacts.services import AuthMethod, sender_auth_info_build
 from conversations.models import Conversation, Message
+from identity.demo import demo_api_key_public_id
 from identity.models import ApiKey, Organization, User
 
 DEMO_THREADS = [
@@ -59,11 +60,12 @@ def seed_conversations(*, org: Organization, agent_user: User) -> None:
     """Give the demo org one contact, device and conversation per trust level; skip if it has any.
 
     Each contact carries the senderAuthInfo its identity model would produce (SPEC §4), copied onto
-    its conversation and its messages as the real paths do; agent lines are `agent_user`'s.
+    its conversation and its messages as the real paths do; agent lines are `agent_user`'s. The
+    verified one names the org's demo API key (`seed_identity`'s), never an operator's own key.
     """
     if Conversation.objects.filter(org=org).exists():
         return
-    api_key = ApiKey.objects.filter(org=org, revoked_at__isnull=True).order_by("created_at").first()
+    api_key = ApiKey.objects.filter(org=org, public_id=demo_api_key_public_id(org.slug)).first()
     start = timezone.now() - timedelta(hours=len(DEMO_THREADS))
     for index, thread in enumerate(DEMO_THREADS):
         contact = _demo_contact(org=org, thread=thread, api_key=api_key)

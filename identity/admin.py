@@ -2,14 +2,17 @@
 
 Members see their orgs; operators (owners, admins) edit widget settings, manage memberships and
 manage API keys and signing secrets, whose secrets are shown once right after creation. Users are
-managed by superusers only. Sign-in (admin and console) goes through the agent lockout.
+managed by superusers only. Sign-in (admin and console) goes through the agent lockout. Every
+changelist, Django's and simplejwt's included, reads only the filters it offers.
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, UserChangeForm
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Subquery
 from django.forms.fields import InvalidJSONInput
@@ -20,6 +23,8 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.text import capfirst
 from rest_framework.exceptions import Throttled
+from rest_framework_simplejwt.token_blacklist import admin as token_blacklist_admin
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from config.exceptions import ApplicationError, Unauthenticated
 from config.http import client_ip
@@ -27,6 +32,7 @@ from config.jsontext import as_sentence, json_value_check
 from identity import services
 from identity.admin_scoping import (
     OPERATOR_ROLES,
+    OfferedLookupsOnlyMixin,
     OrgListFilter,
     OrgScopedAdminMixin,
     is_operator_of,
@@ -493,7 +499,7 @@ class EmailUserChangeForm(UserChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(OfferedLookupsOnlyMixin, DjangoUserAdmin):
     """Accounts are a superuser's business; operators add existing users to their orgs."""
 
     form = EmailUserChangeForm
@@ -536,6 +542,31 @@ class UserAdmin(DjangoUserAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return self._superuser(request)
+
+
+# --- the other apps' admins (superusers only) -------------------------------------------------
+
+
+class GroupAdmin(OfferedLookupsOnlyMixin, DjangoGroupAdmin):
+    """Django's, with the changelist held to the lookups it offers."""
+
+
+class OutstandingTokenAdmin(OfferedLookupsOnlyMixin, token_blacklist_admin.OutstandingTokenAdmin):
+    """simplejwt's, with the changelist held to the lookups it offers."""
+
+
+class BlacklistedTokenAdmin(OfferedLookupsOnlyMixin, token_blacklist_admin.BlacklistedTokenAdmin):
+    """simplejwt's, with the changelist held to the lookups it offers."""
+
+
+# Registered by their apps, which come before this one in INSTALLED_APPS (and the import above).
+for model, model_admin in (
+    (Group, GroupAdmin),
+    (OutstandingToken, OutstandingTokenAdmin),
+    (BlacklistedToken, BlacklistedTokenAdmin),
+):
+    admin.site.unregister(model)
+    admin.site.register(model, model_admin)
 
 
 # --- memberships -------------------------------------------------------------------------------

@@ -100,15 +100,22 @@ def seed_identity(*, slug: str) -> DemoIdentity:
     )
 
 
+def demo_api_key_public_id(slug: str) -> str:
+    """The public id of the demo API key `seed_demo` makes for the org `slug`.
+
+    Derived from the secret key, so only this server's seed makes it; the playground's demo
+    backend acts with this key alone.
+    """
+    return demo_credential(settings.SECRET_KEY, f"{slug}:api-key-id", 16).encode().hex()[:16]
+
+
 def _demo_api_key(org: Organization, warnings: list[str]) -> str | None:
     """The demo key with widget:authenticate, derived from the secret key so re-runs agree.
 
     Created when absent; an existing row is never changed, so a revoked key stays revoked and
     the key is None (with a warning) while it cannot authenticate.
     """
-    public_id = (
-        demo_credential(settings.SECRET_KEY, f"{org.slug}:api-key-id", 16).encode().hex()[:16]
-    )
+    public_id = demo_api_key_public_id(org.slug)
     key = f"csk_{public_id}_{demo_credential(settings.SECRET_KEY, f'{org.slug}:api-key', 40)}"
     api_key = ApiKey.objects.filter(public_id=public_id).first()
     if api_key is None:

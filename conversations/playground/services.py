@@ -16,10 +16,11 @@ def demo_verified_sign_in(
 ) -> contact_services.IssuedToken:
     """Sign a demo user in as verified, exactly as `POST /widget/authenticate-user` would.
 
-    It acts with the org's own `widget:authenticate` key, so senderAuthInfo names that key's
-    prefix as a real integration's would. Raises 503 `demo_backend_unavailable` when the org has
-    no such key, and whatever the verified sign-in raises (409 identity conflict); nothing is
-    written then.
+    It acts with the org's demo API key, the one `seed_demo` made, so senderAuthInfo names that
+    key's prefix as a real integration's would; never with a key the org's operators made. Raises
+    503 `demo_backend_unavailable` when the org has no usable demo key (never seeded, or the key
+    was revoked or has expired), and whatever the verified sign-in raises (409 identity
+    conflict); nothing is written then.
     """
     api_key = demo_api_key_for_org(org=org)
     if api_key is None:

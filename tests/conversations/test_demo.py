@@ -5,6 +5,9 @@ import pytest
 from contacts.models import Contact
 from conversations.demo import seed_conversations
 from conversations.models import Conversation, Message
+from identity import services
+from identity.demo import demo_api_key_public_id, seed_identity
+from identity.models import ApiKey
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +64,24 @@ def test_seed_is_idempotent(org, agent_user):
         Conversation.objects.count(),
         Message.objects.count(),
     ) == counts
+
+
+def test_seeded_verified_contact_names_the_demo_key_not_an_operators_key(org):
+    # given: the org's operators made a key of their own before the seed ran
+    services.api_key_create(
+        org=org,
+        created_by=None,
+        name="our backend",
+        scopes=["widget:authenticate"],
+        expires_at=None,
+    )
+    demo = seed_identity(slug=org.slug)
+
+    # when
+    seed_conversations(org=org, agent_user=demo.agent)
+
+    # then
+    demo_key = ApiKey.objects.get(org=org, public_id=demo_api_key_public_id(org.slug))
+    verified = Contact.objects.get(trust=Contact.Trust.VERIFIED)
+    assert verified.sender_auth_info["authVar"]["keyId"] == demo_key.prefix
+    assert Conversation.objects.get(contact=verified).sender_auth_info == verified.sender_auth_info

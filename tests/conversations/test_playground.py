@@ -5,8 +5,9 @@ from rest_framework.test import APIClient
 
 from contacts.models import Contact, Device
 from identity import services as identity_services
-from identity.models import ApiKey
-from tests.factories import OrganizationFactory
+from identity.demo import demo_api_key_public_id, seed_identity
+from identity.models import ApiKey, AuditEvent
+from tests.factories import OrganizationFactory, VerifiedContactFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -25,9 +26,16 @@ def demo_org():
     return OrganizationFactory(slug="demo", name="Demo Shop")
 
 
-def demo_key(org, scopes=("widget:authenticate",)):
+def demo_key(org) -> ApiKey:
+    """Seed `org` as `seed_demo` does; its demo API key."""
+    seed_identity(slug=org.slug)
+    return ApiKey.objects.get(org=org, public_id=demo_api_key_public_id(org.slug))
+
+
+def operator_key(org, scopes=("widget:authenticate",)) -> ApiKey:
+    """A key the org's operators made for their own backend."""
     return identity_services.api_key_create(
-        org=org, created_by=None, name="pg", scopes=list(scopes), expires_at=None
+        org=org, created_by=None, name="our backend", scopes=list(scopes), expires_at=None
     ).api_key
 
 
@@ -69,6 +77,18 @@ def test_page_shows_the_org_named_by_the_org_parameter(client, demo_org):
 def test_page_for_an_unknown_org_is_404(client, demo_org):
     # when
     response = client.get("/playground/?org=nope")
+
+    # then
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    "org", ["%00", "demo%00", "x" * 65, "a" * 10_000, "de%20mo", "%C3%A9t%C3%A9", "demo%2F.."]
+)
+def test_page_for_a_value_that_is_no_known_slug_is_404(client, demo_org, org):
+    # when
+    response = client.get(f"/playground/?org={org}")
 
     # then
     assert response.status_code == 404
@@ -211,12 +231,14 @@ def test_demo_backend_refuses_a_body_that_is_not_json(settings, demo_org):
     assert nothing_written()
 
 
-def test_demo_backend_without_a_usable_key_is_503_and_writes_nothing(settings, demo_org):
-    # given: a key without the scope and a revoked one do not count
+def test_demo_backend_with_the_demo_key_revoked_is_503_and_writes_nothing(settings, demo_org):
+    # given: the operators' own keys, usable or not, never stand in for the demo key
     settings.DEMO_MODE = True
-    demo_key(demo_org, scopes=("contacts:read",))
     revoked = demo_key(demo_org)
     identity_services.api_key_revoke(org=demo_org, api_key_id=revoked.pk, revoked_by=None)
+    operator_key(demo_org)
+    operator_key(demo_org, scopes=("contacts:read",))
+    audit_events = AuditEvent.objects.count()
 
     # when
     response = APIClient().post(BACKEND, {"email": "ada@example.com"}, format="json")
@@ -225,6 +247,30 @@ def test_demo_backend_without_a_usable_key_is_503_and_writes_nothing(settings, d
     assert response.status_code == 503
     assert response.json() == NO_KEY
     assert nothing_written()
+    assert AuditEvent.objects.count() == audit_events
+
+
+def test_demo_backend_refuses_an_org_seed_demo_never_seeded_and_writes_nothing(settings, demo_org):
+    # given: a real org whose backend signs its customers in with its own key
+    settings.DEMO_MODE = True
+    demo_key(demo_org)
+    shop = OrganizationFactory(slug="shop")
+    operator_key(shop)
+    customer = VerifiedContactFactory(org=shop, email="dana@customer.example", user_id="c-1")
+    devices = Device.objects.count()
+
+    # when
+    response = APIClient().post(
+        f"{BACKEND}?org=shop",
+        {"email": "dana@customer.example", "user_id": "c-1"},
+        format="json",
+    )
+
+    # then
+    assert response.status_code == 503
+    assert response.json() == NO_KEY
+    assert list(Contact.objects.filter(org=shop)) == [customer]
+    assert Device.objects.count() == devices
 
 
 def test_demo_backend_for_an_unknown_org_is_404(settings, demo_org):

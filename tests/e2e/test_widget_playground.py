@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, Device
 from conversations.models import Conversation, Message
-from identity.services import api_key_create
+from identity.demo import seed_identity
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import CHROMIUM, SCREENSHOTS
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
@@ -47,11 +47,9 @@ def shop():
 
 @pytest.fixture
 def demo_backend(settings, shop):
-    """Demo mode on, with the org API key the demo backend acts with."""
+    """Demo mode on, and the org seeded: the demo backend acts with the seed's demo API key only."""
     settings.DEMO_MODE = True
-    return api_key_create(
-        org=shop, created_by=None, name="pg", scopes=["widget:authenticate"], expires_at=None
-    )
+    seed_identity(slug=shop.slug)
 
 
 def wait_ready(page) -> None:
