@@ -155,7 +155,11 @@ def contact_unverified_sign_in(
         # an erasure that committed since then stands: the browser gets a fresh identity, as it
         # would had it come a moment later.
         with transaction.atomic():
-            contact = Contact.objects.select_for_update().get(pk=current_device.contact_id)
+            # FOR NO KEY UPDATE: a message's INSERT checks its sender's key (FOR KEY SHARE), and
+            # a post holding its device waits for that; a full lock here would deadlock with it.
+            contact = Contact.objects.select_for_update(no_key=True).get(
+                pk=current_device.contact_id
+            )
             device = device_lock_unrevoked(device=current_device)
             if device is not None and contact.erased_at is None:
                 if contact.is_verified:

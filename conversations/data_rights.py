@@ -1,12 +1,17 @@
 """Data rights: an operator exports everything stored about a contact, or erases it.
 
-It spans contacts and conversations, so it lives in the top app. Both services are audited.
+It spans contacts and conversations, so it lives in the top app. Both services are audited, and
+both cover the same data: the contact with its devices; the conversations it owns, whole; and
+the conversations it opened on one of its devices that a verified contact has adopted since
+(adoption moves a conversation to the verified contact but keeps its device and each message's
+sender). Of an adopted one, only what the contact put there is its data: its form answers, the
+external id and senderAuthInfo it was opened under, and the contact's own messages.
 """
 
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from contacts.models import Contact, Device
@@ -23,7 +28,11 @@ _KEPT_AUTH_KEYS = ("authType", "method", "verified")
 
 @dataclass(frozen=True)
 class ContactExport:
-    """A contact with every device and conversation (messages oldest first) stored about it."""
+    """A contact with its devices and conversations, messages oldest first.
+
+    A conversation it owns comes with every message, agents' replies included; one adopted since
+    by a verified contact comes with only the messages this contact wrote.
+    """
 
     contact: Contact
     devices: list[Device]
@@ -32,7 +41,10 @@ class ContactExport:
 
 @dataclass(frozen=True)
 class ContactErasure:
-    """What an erasure changed; all zeros when the contact had been erased before."""
+    """What an erasure changed; all zeros when the contact had been erased before.
+
+    `conversations` counts those it owns and those adopted from its devices; `messages` its own.
+    """
 
     contact: Contact
     devices_revoked: int
@@ -47,14 +59,20 @@ def contact_export(
     """Everything stored about one of `org`'s contacts, for a subject-access request.
 
     Reads the contact, its devices and its conversations with their messages (agents' replies
-    included: they are part of the conversation the person had). Writes one `contact.exported`
-    audit event. Another org's, an unknown or a malformed id raises NotFound and writes nothing.
+    included: they are part of the conversation the person had). A conversation it opened that a
+    verified contact has adopted since is exported as opened (form answers, external id,
+    senderAuthInfo) with only this contact's messages: what the adopting contact or the agents
+    wrote there after is not this contact's data. Writes one `contact.exported` audit event.
+    Another org's, an unknown or a malformed id raises NotFound and writes nothing.
     """
     contact = contact_for_org(org=org, contact_id=contact_id)
     devices = list(Device.objects.filter(contact=contact).order_by("created_at", "pk"))
+    exported_messages = Message.objects.filter(
+        Q(conversation__contact=contact) | Q(sender_contact=contact)
+    ).order_by("pk")
     conversations = list(
-        Conversation.objects.filter(org=org, contact=contact)
-        .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("pk")))
+        _conversations_holding(org=org, contact=contact)
+        .prefetch_related(Prefetch("messages", queryset=exported_messages))
         .order_by("created_at", "pk")
     )
     audit_record(
@@ -81,16 +99,21 @@ def contact_erase(
     In one transaction: the contact's name, email, phone, avatar, language, `user_id`, custom
     data, chat context and HTTP-action overrides are cleared and its senderAuthInfo reduced to
     how trust was established; every device is revoked (so every token dies) and loses its user
-    agent; its conversations lose their form fields and external id; the contact's own messages
-    read "[erased]" and every message in them loses its senderAuthInfo. Agents' replies stay, as
-    the org's own record. `erased_at` is set; `trust`, `verified_at` and the timestamps stay for
-    statistics. One `contact.erased` audit event is written.
+    agent; its conversations, and those it opened that a verified contact has adopted since, lose
+    their form fields and external id and have their senderAuthInfo reduced likewise; the
+    contact's own messages, wherever they are now, read "[erased]" without senderAuthInfo, and
+    every message in the conversations it owns loses its senderAuthInfo. Agents' replies and the
+    adopting contact's messages stay. `erased_at` is set; `trust`, `verified_at` and the
+    timestamps stay for statistics. One `contact.erased` audit event is written.
 
     Idempotent: erasing an erased contact changes nothing and writes no second event. Another
     org's, an unknown or a malformed id raises NotFound and writes nothing.
     """
     pk = contact_for_org(org=org, contact_id=contact_id).pk
-    contact = Contact.objects.select_for_update().get(pk=pk)
+    # The contact, then its devices, then its conversations: the order in which a visitor's post
+    # locks device and conversation, so the two queue rather than deadlock. FOR NO KEY UPDATE, as
+    # a post's message INSERT checks its sender's key (FOR KEY SHARE) and must not wait on this.
+    contact = Contact.objects.select_for_update(no_key=True).get(pk=pk)
     if contact.erased_at is not None:
         return ContactErasure(contact=contact, devices_revoked=0, conversations=0, messages=0)
 
@@ -109,7 +132,7 @@ def contact_erase(
     )
     Device.objects.filter(contact=contact).exclude(user_agent="").update(user_agent="")
 
-    conversations = list(Conversation.objects.select_for_update().filter(org=org, contact=contact))
+    conversations = list(_conversations_holding(org=org, contact=contact).select_for_update())
     for conversation in conversations:
         conversation.fields = {}
         conversation.external_id = ""
@@ -118,8 +141,9 @@ def contact_erase(
         conversations, ["fields", "external_id", "sender_auth_info"], batch_size=500
     )
 
-    # The contact's words: in its conversations, and any it wrote before another contact adopted
-    # them (adoption moves conversations, not message senders).
+    # The contact's words: in its conversations, and any it wrote before a verified contact
+    # adopted them (adoption moves conversations, not message senders). The same messages are
+    # exported: a contact writes only where its token may, and only adoption moves a conversation.
     own_messages = Message.objects.filter(org=org).filter(
         Q(conversation__contact=contact, sender_kind=Message.SenderKind.CONTACT)
         | Q(sender_contact=contact)
@@ -145,6 +169,18 @@ def contact_erase(
         devices_revoked=devices_revoked,
         conversations=len(conversations),
         messages=messages,
+    )
+
+
+def _conversations_holding(*, org: Organization, contact: Contact) -> QuerySet[Conversation]:
+    """The contact's conversations, and those opened on its devices that another contact owns now.
+
+    A device belongs to one contact for good, and adoption keeps a conversation's device, so the
+    device tells reliably who opened (and answered the form of) an adopted conversation.
+    """
+    its_devices = Device.objects.filter(contact=contact).values("pk")
+    return Conversation.objects.filter(org=org).filter(
+        Q(contact=contact) | Q(device__in=its_devices)
     )
 
 

@@ -9,10 +9,11 @@ from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.exceptions import ApplicationError, Conflict, Forbidden, NotFound
+from config.exceptions import ApplicationError, Conflict, Forbidden, NotFound, Unauthenticated
 from config.precompiled import InsertAndUpdate, execute_prepared, mark_saved, save_values
 from contacts.models import Contact, Device
 from contacts.selectors import ContactPrincipal
+from contacts.services import device_lock_unrevoked
 from conversations.models import MAX_MESSAGE_LENGTH, Conversation, Message
 from conversations.selectors import (
     conversation_visible_get,
@@ -48,6 +49,7 @@ def conversation_open(
     _contact_may_chat(principal)
     external_id_require(principal=principal, external_id=external_id)
     cleaned = conversation_fields_clean(org=principal.org, fields=fields or {})
+    _principal_device_lock(principal)
     now = timezone.now()
     return Conversation.objects.create(
         org=principal.org,
@@ -86,6 +88,7 @@ def message_post_contact(
             message=Message(body=_text_clean(text), **sender),
         )
     with transaction.atomic():
+        _principal_device_lock(principal)
         conversation = conversation_visible_get(
             principal=principal,
             conversation_id=conversation_id,
@@ -95,7 +98,16 @@ def message_post_contact(
         return _message_append(conversation=conversation, already_locked=True, text=text, **sender)
 
 
-_MESSAGE, _CONVERSATION = Message._meta, Conversation._meta
+def _principal_device_lock(principal: ContactPrincipal) -> None:
+    """Lock the token's device for this transaction, and refuse the token (401) if it has been
+    revoked since the request checked it: a logout, an adoption or an erasure that committed in
+    between stands, and an erasure still running finishes first and then finds nothing new.
+    The device comes before the conversation, as in the erasure (conversations.data_rights)."""
+    if device_lock_unrevoked(device=principal.device) is None:
+        raise Unauthenticated()
+
+
+_MESSAGE, _CONVERSATION, _DEVICE = Message._meta, Conversation._meta, Device._meta
 # The message's columns the statement fills from parameters; the others come from the locked
 # conversation (org, conversation), the sequence (id) and the clock under the lock (created_at).
 _POSTED_FIELDS = tuple(
@@ -107,8 +119,9 @@ _POSTED_FIELDS = tuple(
 
 @functools.lru_cache(maxsize=16)
 def _contact_post_sql(visible_sql: str) -> str:
-    """One statement: lock the visible conversation, INSERT the message if it is open, point the
-    conversation at it, and return the conversation's row with the message's id and created_at.
+    """One statement: lock the token's device (only while unrevoked) and then the visible
+    conversation, INSERT the message if it is open, point the conversation at it, and return the
+    conversation's row with the message's id and created_at.
 
     `visible_sql` is the ORM's own locking query (`conversations.selectors`), so the visibility
     rule is not written again here. The message's `created_at` is the database's clock once the
@@ -120,6 +133,7 @@ def _contact_post_sql(visible_sql: str) -> str:
         return quote(meta.get_field(name).column)
 
     message, conversation = quote(_MESSAGE.db_table), quote(_CONVERSATION.db_table)
+    device, principal = quote(_DEVICE.db_table), quote("principal")
     visible, new = quote("visible"), quote("new")
     new_id, new_created_at = (
         f"{new}.{column(_MESSAGE, 'id')}",
@@ -139,7 +153,12 @@ def _contact_post_sql(visible_sql: str) -> str:
     ]
     # Identifiers from the models' own metadata, quoted; values are all parameters.
     return (
-        f"WITH {visible} AS ({visible_sql}),"  # noqa: S608
+        # The token's device, locked first and only while unrevoked (`_principal_device_lock`).
+        f"WITH {principal} AS MATERIALIZED (SELECT 1 FROM {device}"  # noqa: S608
+        f" WHERE {column(_DEVICE, 'id')} = %s AND {column(_DEVICE, 'revoked_at')} IS NULL"
+        f" FOR SHARE),"
+        f" {visible} AS (SELECT * FROM ({visible_sql}) AS {quote('v')}"
+        f" WHERE EXISTS (SELECT 1 FROM {principal})),"
         f" {new} AS (INSERT INTO {message} ({', '.join(columns)})"
         f" SELECT {', '.join(values)} FROM {visible}"
         f" WHERE {visible}.{column(_CONVERSATION, 'status')} = %s"
@@ -162,12 +181,20 @@ def _message_post_contact_statement(
     )
     if statement is None:
         raise NotFound()
-    visible_sql, params, load = statement
-    params += save_values(message, _POSTED_FIELDS, connection, add=True)
-    params.append(Conversation.Status.OPEN)
+    visible_sql, visible_params, load = statement
+    params = [
+        principal.device.pk,
+        *visible_params,
+        *save_values(message, _POSTED_FIELDS, connection, add=True),
+        Conversation.Status.OPEN,
+    ]
     row = execute_prepared(connection, _contact_post_sql(visible_sql), params, fetch=True)
     if row is None:
-        raise NotFound()
+        # Nothing visible, or the token's device was revoked since the request checked it.
+        revoked = not Device.objects.filter(
+            pk=principal.device.pk, revoked_at__isnull=True
+        ).exists()
+        raise Unauthenticated() if revoked else NotFound()
     *conversation_row, message_id, created_at = row
     if message_id is None:
         raise ConversationClosed()

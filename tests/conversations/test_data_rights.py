@@ -9,8 +9,16 @@ from contacts.models import Contact, Device
 from contacts.services import AuthMethod, VerifiedProfile, VerifiedProof, contact_verified_sign_in
 from conversations.data_rights import contact_erase
 from conversations.models import Conversation, Message
+from conversations.services import device_history_adopt
 from identity.models import ApiKey, AuditEvent
-from tests.conversations.conftest import FORBIDDEN, NOT_FOUND, api_key_client, visitor_for
+from tests.conversations.conftest import (
+    FORBIDDEN,
+    NOT_FOUND,
+    Visitor,
+    api_key_client,
+    visitor_for,
+    visitor_with_trust,
+)
 from tests.factories import (
     ContactFactory,
     ConversationFactory,
@@ -29,6 +37,7 @@ USER_AGENT = "Mozilla/5.0 (GraceBook; Harvard Mark II)"
 WORDS = "my card number is 4111-1111-1111-1111"
 PERSONAL = (NAME, EMAIL, PHONE, USER_ID, AVATAR, TRUSTED, BROWSER, FORM_ANSWER, CHAT_CONTEXT)
 PERSONAL += (USER_AGENT, WORDS, "ext_grace_page")
+LATER = "the verified customer, writing after the adoption"
 
 
 def iso(value) -> str | None:
@@ -86,6 +95,44 @@ def grace(org):
         conversation=conversation, sender_kind=Message.SenderKind.AGENT, body="Thanks, Grace."
     )
     return contact, device, conversation, mine, reply
+
+
+def adopted_browser(org) -> tuple[Visitor, Visitor, Conversation, Message, Message]:
+    """An anonymous browser that answered the form and wrote, then a verified customer on the same
+    browser adopted its conversation and wrote too; an agent replied before and after."""
+    browser = visitor_with_trust(org, Contact.Trust.ANONYMOUS)
+    conversation = ConversationFactory(
+        contact=browser.contact,
+        device=browser.device,
+        external_id="ext_grace_page",
+        fields={"phone": PHONE},
+        sender_auth_info=browser.contact.sender_auth_info,
+    )
+    words = MessageFactory(
+        conversation=conversation,
+        sender_contact=browser.contact,
+        body=WORDS,
+        sender_auth_info=browser.contact.sender_auth_info,
+    )
+    MessageFactory(
+        conversation=conversation, sender_kind=Message.SenderKind.AGENT, body="Which card?"
+    )
+    customer = visitor_with_trust(org, Contact.Trust.VERIFIED)
+    adopted = device_history_adopt(
+        org=org, verified_principal=customer.principal(), previous_device=browser.device
+    )
+    assert adopted == 1
+    later = MessageFactory(
+        conversation=conversation,
+        sender_contact=customer.contact,
+        body=LATER,
+        sender_auth_info=customer.contact.sender_auth_info,
+    )
+    MessageFactory(
+        conversation=conversation, sender_kind=Message.SenderKind.AGENT, body="Card replaced."
+    )
+    conversation.refresh_from_db()
+    return browser, customer, conversation, words, later
 
 
 def stored_rows() -> str:
@@ -358,6 +405,161 @@ def test_erase_leaves_other_contacts_alone(org, operator_client):
     )
     assert other_conversation.fields == {"order": "A-1"}
     assert Message.objects.filter(conversation=other_conversation).get().body == "hello"
+
+
+# --- adopted history -------------------------------------------------------------------------
+
+
+def test_export_includes_what_the_contact_gave_in_a_conversation_adopted_since(
+    org, operator_client
+):
+    # given
+    browser, _, conversation, words, _ = adopted_browser(org)
+
+    # when: the browser contact, whose words erase would blank, is exported
+    response = operator_client.get(url(org, browser.contact.pk, "export"))
+
+    # then: the conversation as it opened it, with its own words only
+    assert response.status_code == 200
+    assert response.json()["conversations"] == [
+        {
+            "id": str(conversation.pk),
+            "status": "open",
+            "external_id": "ext_grace_page",
+            "created_verified": True,
+            "device_id": str(browser.device.pk),
+            "fields": {"phone": PHONE},
+            "sender_auth_info": browser.contact.sender_auth_info,
+            "created_at": iso(conversation.created_at),
+            "last_message_at": iso(conversation.last_message_at),
+            "closed_at": None,
+            "messages": [
+                {
+                    "id": words.pk,
+                    "sender_kind": "contact",
+                    "text": WORDS,
+                    "sender_auth_info": browser.contact.sender_auth_info,
+                    "created_at": iso(words.created_at),
+                }
+            ],
+        }
+    ]
+    assert AuditEvent.objects.get().details == {"devices": 1, "conversations": 1, "messages": 1}
+
+
+def test_export_of_the_earlier_contact_holds_nothing_the_adopting_contact_wrote(
+    org, operator_client
+):
+    # given
+    browser, customer, *_ = adopted_browser(org)
+
+    # when
+    response = operator_client.get(url(org, browser.contact.pk, "export"))
+
+    # then: its words are there; the customer's, its id and the agents' replies are not
+    body = response.content.decode()
+    assert [
+        message["text"]
+        for conversation in response.json()["conversations"]
+        for message in conversation["messages"]
+    ] == [WORDS]
+    assert [
+        value for value in (LATER, str(customer.contact.pk), "Card replaced.") if value in body
+    ] == []
+
+
+def test_export_and_erase_cover_the_same_messages(org, operator_client):
+    # given: two adoptions; the first browser also wrote from a second device it still owns
+    browser, _, _, browser_words, _ = adopted_browser(org)
+    kept = ConversationFactory(
+        contact=browser.contact, device=DeviceFactory(contact=browser.contact)
+    )
+    from_phone = MessageFactory(conversation=kept, sender_contact=browser.contact, body="phone")
+    MessageFactory(conversation=kept, sender_kind=Message.SenderKind.AGENT, body="Noted.")
+    _, customer, _, adopted_words, customer_words = adopted_browser(org)
+    expected = {
+        browser.contact: {browser_words.pk, from_phone.pk},
+        customer.contact: {adopted_words.pk, customer_words.pk},
+    }
+
+    for subject, own in expected.items():
+        # when: the subject is exported, then erased
+        exported = operator_client.get(url(org, subject.pk, "export")).json()
+        before = set(Message.objects.exclude(body="[erased]").values_list("pk", flat=True))
+        operator_client.post(url(org, subject.pk, "erase"))
+        after = set(Message.objects.exclude(body="[erased]").values_list("pk", flat=True))
+
+        # then: the contact's messages the export showed are exactly those the erase blanked
+        shown = {
+            message["id"]
+            for conversation in exported["conversations"]
+            for message in conversation["messages"]
+            if message["sender_kind"] == "contact"
+        }
+        assert (shown, before - after) == (own, own)
+
+
+def test_erase_clears_what_the_contact_gave_in_a_conversation_adopted_since(org, operator_client):
+    # given
+    browser, customer, conversation, *_ = adopted_browser(org)
+
+    # when
+    operator_client.post(url(org, browser.contact.pk, "erase"))
+
+    # then: its form answers, external id and words go; the conversation stays the customer's
+    conversation.refresh_from_db()
+    assert (
+        conversation.contact,
+        conversation.fields,
+        conversation.external_id,
+        conversation.sender_auth_info,
+    ) == (
+        customer.contact,
+        {},
+        "",
+        {
+            "authType": "ANONYMOUS",
+            "method": "anonymous",
+            "verified": False,
+            "authVar": {"uid": str(browser.contact.pk)},
+        },
+    )
+    assert list(conversation.messages.order_by("pk").values_list("body", "sender_auth_info")) == [
+        ("[erased]", {}),
+        ("Which card?", {}),
+        (LATER, customer.contact.sender_auth_info),
+        ("Card replaced.", {}),
+    ]
+    assert AuditEvent.objects.get().details == {
+        "trust": "anonymous",
+        "devices_revoked": 1,
+        "conversations": 1,
+        "messages": 1,
+    }
+
+
+def test_export_with_adopted_history_runs_a_fixed_number_of_queries(
+    org, operator_client, django_assert_num_queries
+):
+    # given: two conversations adopted from the browser's device and one it still owns
+    browser = visitor_with_trust(org, Contact.Trust.ANONYMOUS)
+    for _ in range(2):
+        adopted = ConversationFactory(contact=browser.contact, device=browser.device)
+        MessageFactory.create_batch(2, conversation=adopted, sender_contact=browser.contact)
+    customer = visitor_with_trust(org, Contact.Trust.VERIFIED)
+    device_history_adopt(
+        org=org, verified_principal=customer.principal(), previous_device=browser.device
+    )
+    kept = ConversationFactory(
+        contact=browser.contact, device=DeviceFactory(contact=browser.contact)
+    )
+    MessageFactory.create_batch(2, conversation=kept, sender_contact=browser.contact)
+
+    # then: as many queries as for a contact without adopted history
+    with django_assert_num_queries(9):
+        response = operator_client.get(url(org, browser.contact.pk, "export"))
+    assert response.status_code == 200
+    assert [len(c["messages"]) for c in response.json()["conversations"]] == [2, 2, 2]
 
 
 # --- refusals --------------------------------------------------------------------------------

@@ -144,11 +144,12 @@ def test_posting_a_message_is_a_fixed_number_of_queries(anonymous, django_assert
     anonymous.client.post(path, {"text": "warm"}, format="json")
     MessageFactory.create_batch(10, conversation=conversation)
 
-    # device + contact, then on PostgreSQL one statement: the visible conversation locked, the
-    # message's INSERT and its conversation's UPDATE. On SQLite the lookup, INSERT and UPDATE,
-    # plus the transaction's savepoint and its release.
+    # device + contact, then on PostgreSQL one statement: the device locked again while unrevoked,
+    # the visible conversation locked, the message's INSERT and its conversation's UPDATE. On
+    # SQLite the device's and the conversation's lookups, INSERT and UPDATE, plus the
+    # transaction's savepoint and its release.
     postgresql = connection.vendor == "postgresql"
-    with django_assert_num_queries(2 if postgresql else 6) as captured:
+    with django_assert_num_queries(2 if postgresql else 7) as captured:
         response = anonymous.client.post(path, {"text": "hello"}, format="json")
 
     assert response.status_code == 201, response.content
@@ -158,7 +159,8 @@ def test_posting_a_message_is_a_fixed_number_of_queries(anonymous, django_assert
         (post,) = [q["sql"] for q in captured.captured_queries if "FOR UPDATE" in q["sql"]]
         assert '"conversations_conversation"."contact_id"' in post
         assert "INSERT INTO" in post and "UPDATE" in post
+        assert '"revoked_at" IS NULL FOR SHARE' in post
     else:
-        assert statements.count("SELECT") == 2
+        assert statements.count("SELECT") == 3
         assert statements.count("INSERT") == 1
         assert statements.count("UPDATE") == 1
