@@ -1,5 +1,7 @@
 """Request helpers shared by every app."""
 
+import ipaddress
+
 from django.conf import settings
 
 
@@ -17,4 +19,10 @@ def client_ip(request) -> str:
     addresses = [a.strip() for a in forwarded.split(",") if a.strip()]
     if not addresses:
         return remote
-    return addresses[-min(hops, len(addresses))]
+    chosen = addresses[-min(hops, len(addresses))]
+    # With more hops trusted than there are proxies, the entry can be one the client wrote: it is
+    # the client's address only if it is an address at all (it keys throttles and audit events).
+    try:
+        return str(ipaddress.ip_address(chosen))
+    except ValueError:
+        return remote
