@@ -53,8 +53,22 @@ class ExternalIdQuerySerializer(FieldsOnceSerializer):
     externalId = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
+class QueryIdField(serializers.IntegerField):
+    """An id in the query string: ASCII digits only, then DRF's range checks.
+
+    DRF's IntegerField reads the value with `int()`, which also takes other scripts' digits (an
+    Arabic-Indic one is 1), "1_000", " 7" and "7.0". The console reads ids as strictly
+    (`conversations.console.views._after_id`).
+    """
+
+    def to_internal_value(self, data):
+        if not (isinstance(data, str) and data.isascii() and data.isdigit()):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ThreadQuerySerializer(FieldsOnceSerializer):
-    after = serializers.IntegerField(
+    after = QueryIdField(
         min_value=0, max_value=MAX_BIGINT, required=False, help_text="Only messages after this id."
     )
 
@@ -156,7 +170,7 @@ class WidgetMessagesOutputSerializer(FieldsOnceSerializer):
 class InboxQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Conversation.Status.choices, required=False)
     trust = serializers.ChoiceField(choices=Contact.Trust.choices, required=False)
-    assignee = serializers.IntegerField(
+    assignee = QueryIdField(
         min_value=1, max_value=MAX_BIGINT, required=False, help_text="An agent's user id."
     )
 

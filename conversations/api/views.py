@@ -1,7 +1,7 @@
 """Conversation routes: the widget's `/widget/sessions…` and the agents' `/api/v1/orgs/{org}/…`."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status, viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -9,7 +9,6 @@ from config.pagination import KeysetPagination
 from contacts.api.authentication import ContactTokenAuthentication
 from conversations import selectors, services
 from conversations.api.serializers import (
-    MAX_BIGINT,
     AgentMessageOutputSerializer,
     AgentMessagesOutputSerializer,
     AssignInputSerializer,
@@ -42,38 +41,6 @@ VERIFIED_ONLY = OpenApiResponse(
 MISSING_SCOPE = OpenApiResponse(description="An API key without the route's scope")
 NOT_FOUND = OpenApiResponse(description="Unknown, invisible or another org's conversation")
 CLOSED = OpenApiResponse(description="conversation_closed: the conversation is closed")
-
-
-class QueryIdField(serializers.IntegerField):
-    """An id in the query string: ASCII digits only, then DRF's range checks.
-
-    DRF's IntegerField reads the value with `int()`, which also takes other scripts' digits (an
-    Arabic-Indic one is 1), "1_000", " 7" and "7.0". The console reads ids as strictly
-    (`conversations.console.views._after_id`).
-    """
-
-    def to_internal_value(self, data):
-        if not (isinstance(data, str) and data.isascii() and data.isdigit()):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictThreadQuerySerializer(ThreadQuerySerializer):
-    after = QueryIdField(
-        min_value=0, max_value=MAX_BIGINT, required=False, help_text="Only messages after this id."
-    )
-
-
-class StrictMessagesQuerySerializer(MessagesQuerySerializer):
-    after = QueryIdField(
-        min_value=0, max_value=MAX_BIGINT, required=False, help_text="Only messages after this id."
-    )
-
-
-class StrictInboxQuerySerializer(InboxQuerySerializer):
-    assignee = QueryIdField(
-        min_value=1, max_value=MAX_BIGINT, required=False, help_text="An agent's user id."
-    )
 
 
 class SessionPagination(KeysetPagination):
@@ -136,7 +103,7 @@ class WidgetSessionViewSet(viewsets.GenericViewSet):
         )
 
     @extend_schema(
-        parameters=[StrictMessagesQuerySerializer],
+        parameters=[MessagesQuerySerializer],
         responses={
             200: WidgetMessagesOutputSerializer,
             400: INVALID,
@@ -146,7 +113,7 @@ class WidgetSessionViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def messages(self, request, pk=None):
-        query = StrictMessagesQuerySerializer(data=request.query_params)
+        query = MessagesQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         conversation = selectors.conversation_visible_get(
             principal=request.user,
@@ -209,11 +176,11 @@ class ConversationViewSet(OrgScopedViewSet):
         return principal.api_key if principal else None
 
     @extend_schema(
-        parameters=[StrictInboxQuerySerializer],
+        parameters=[InboxQuerySerializer],
         responses={200: InboxItemOutputSerializer(many=True), 400: INVALID_LIST, **ORG_ERRORS},
     )
     def list(self, request, **kwargs):
-        query = StrictInboxQuerySerializer(data=request.query_params)
+        query = InboxQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         conversations = selectors.conversation_inbox(
             org=self.access.org,
@@ -230,12 +197,12 @@ class ConversationViewSet(OrgScopedViewSet):
         return Response(ConversationDetailOutputSerializer(conversation).data)
 
     @extend_schema(
-        parameters=[StrictThreadQuerySerializer],
+        parameters=[ThreadQuerySerializer],
         responses={200: AgentMessagesOutputSerializer, 400: INVALID, **ORG_ERRORS},
     )
     @action(detail=True, methods=["get"])
     def messages(self, request, pk=None, **kwargs):
-        query = StrictThreadQuerySerializer(data=request.query_params)
+        query = ThreadQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         conversation = selectors.conversation_for_org(org=self.access.org, conversation_id=pk)
         messages = selectors.messages_for_conversation(
