@@ -487,9 +487,10 @@ def contact_custom_token_sign_in(*, token: str, user_agent: str = "") -> tuple[I
     """Exchange a customer-signed JWT (Tiledesk's custom token) for our own verified token.
 
     The org is the one the token's `aud` names; the signature, algorithm, `kid`, audience,
-    lifetime and claims are checked by identity before anything is written, then the `jti` is
-    consumed (a replay, on any app server, is refused). Every failure of the token itself is the
-    uniform 401. `role` is never read: a customer-signed token cannot create or sign in an agent.
+    lifetime and claims are checked by identity before anything is written, then the `jti` (or,
+    without one, the token itself) is consumed (a replay, on any app server, is refused). Every
+    failure of the token itself is the uniform 401. `role` is never read: a customer-signed token
+    cannot create or sign in an agent.
     """
     org_id = custom_token_org_id_unverified(token, public_url=settings.PUBLIC_URL)
     org = Organization.objects.filter(pk=org_id).first() if org_id else None
@@ -500,7 +501,9 @@ def contact_custom_token_sign_in(*, token: str, user_agent: str = "") -> tuple[I
     except InvalidTokenError as exc:
         raise Unauthenticated() from exc
     profile = _claims_profile(claims)
-    if not custom_token_jti_consume(org=org, jti=claims["jti"], expires_at=claims["exp"]):
+    if not custom_token_jti_consume(
+        org=org, jti=claims["jti"], expires_at=claims["exp"], token=token
+    ):
         raise Unauthenticated()
     proof = VerifiedProof(method=AuthMethod.CUSTOM_JWT, key_id=claims["kid"], token_claims=claims)
     issued = contact_verified_sign_in(org=org, profile=profile, proof=proof, user_agent=user_agent)

@@ -436,18 +436,27 @@ def signing_secret_retire(
     return signing_secret
 
 
-def custom_token_jti_consume(*, org: Organization, jti: str, expires_at: datetime | int) -> bool:
-    """Mark a customer-signed token's `jti` as used; False when it was used before (a replay).
+def custom_token_jti_consume(
+    *, org: Organization, jti: str | None, expires_at: datetime | int, token: str = ""
+) -> bool:
+    """Mark a customer-signed token as used; False when it was used before (a replay).
 
-    `expires_at` is the token's `exp` (a datetime or epoch seconds). The mark lives in the shared
-    cache until the token could no longer pass verification (exp + leeway); `cache.add` is atomic
-    on Redis and LocMem, so of two racing requests with one jti exactly one gets True.
+    By its `jti`; a token without one (the claim is optional) by a hash of the whole `token`, so
+    that exactly that token is single-use too. `expires_at` is the token's `exp` (a datetime or
+    epoch seconds). The mark lives in the shared cache until the token could no longer pass
+    verification (exp + leeway); `cache.add` is atomic on Redis and LocMem, so of two racing
+    requests with one jti exactly one gets True.
     """
     if isinstance(expires_at, datetime):
         expires_at = expires_at.timestamp()
     timeout = max(1, math.ceil(expires_at - time.time()) + CUSTOM_TOKEN_LEEWAY_SECONDS)
-    digest = hashlib.sha256(jti.encode()).hexdigest()
-    return cache.add(f"jti:{org.pk}:{digest}", 1, timeout=timeout)
+    if jti is not None:
+        mark = hashlib.sha256(jti.encode()).hexdigest()
+    elif token:
+        mark = "token:" + hashlib.sha256(token.encode()).hexdigest()
+    else:
+        raise ValueError("a token without a jti is marked by the token itself")
+    return cache.add(f"jti:{org.pk}:{mark}", 1, timeout=timeout)
 
 
 # --- audit trail ------------------------------------------------------------------------------

@@ -466,10 +466,11 @@ def custom_token_decode(
     """Verify a customer-signed token against one key and return its claims (SPEC §3.3).
 
     The algorithm is pinned to the key's (`none`, HS384, an RS256 header on an HS256 secret all
-    fail). Required: `aud` naming the org, `_id` and `jti` (non-empty strings of at most 255),
-    integer `exp` and `iat` at most 10 minutes apart; `exp`, `iat` and `nbf` are checked with 60 s
-    leeway. Returns exactly the claims we act on — `role` and anything else are dropped — with None
-    for absent optional ones. Raises InvalidTokenError for every problem.
+    fail). Required: `aud` naming the org, `_id` (a non-empty string of at most 255), integer
+    `exp` and `iat` at most 10 minutes apart; `exp`, `iat` and `nbf` are checked with 60 s leeway.
+    `jti` is optional (Tiledesk's examples carry none) but, when present, is such a string too.
+    Returns exactly the claims we act on — `role` and anything else are dropped — with None for
+    absent optional ones. Raises InvalidTokenError for every problem.
     """
     header = custom_token_header(token)
     if header["alg"] != algorithm:
@@ -481,11 +482,13 @@ def custom_token_decode(
             algorithms=[algorithm],
             audience=audiences,
             leeway=CUSTOM_TOKEN_LEEWAY_SECONDS,
-            options={"require": ["exp", "iat", "aud", "_id", "jti"]},
+            options={"require": ["exp", "iat", "aud", "_id"]},
         )
     except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
         raise InvalidTokenError("invalid") from exc
     for claim in ("_id", "jti"):
+        if claim == "jti" and "jti" not in payload:
+            continue  # optional: a token without one is single-use by its own hash instead
         value = payload[claim]
         if (
             not isinstance(value, str)

@@ -483,6 +483,23 @@ def test_custom_token_gives_our_own_verified_token(org, shared_secret):
     assert widget_client(org, ours).get("/widget/me").status_code == 200
 
 
+def test_a_custom_token_without_a_jti_is_accepted_once_by_its_own_hash(org, shared_secret):
+    # given a token in Tiledesk's own form, which carries no jti
+    token = custom_token(org, *shared_secret, jti=None)
+    # when it is exchanged, then replayed
+    first, replay = exchange(token), exchange(token)
+    # then the first signs in, the identical replay is refused, and nothing more is written
+    assert first.status_code == 200, first.content
+    assert replay.status_code == 401
+    assert replay.json() == {**UNAUTHENTICATED, "success": False}
+    assert Device.objects.count() == 1
+    assert Contact.objects.get().sender_auth_info["authVar"]["token"]["jti"] is None
+    # and the backend's next token for the same user (another iat) is a new token
+    later = custom_token(org, *shared_secret, jti=None, iat=int(time.time()) - 1)
+    assert exchange(later).status_code == 200
+    assert Device.objects.count() == 2
+
+
 def test_a_replayed_custom_token_is_refused(org, shared_secret):
     token = custom_token(org, *shared_secret)
     assert exchange(token).status_code == 200
