@@ -1,5 +1,6 @@
 """Sign-in failure counters and lockouts, kept in the shared cache (Redis in production)."""
 
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
-from config.counters import counter_hit
+from config.counters import counters_hit
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,48 @@ def lockout_remaining(subjects: list[Subject]) -> int:
     return max(0, int(remaining + 0.999))
 
 
-def lockout_register_failure(subjects: list[Subject]) -> list[Subject]:
-    """Count one failure against each subject; return the subjects that just became locked."""
+def lockout_attempt_begin(subjects: list[Subject]) -> list[int]:
+    """Count an attempt against each subject before its password is checked; the counts.
+
+    Counting after the check let every guess already in flight be checked: forty guesses sent at
+    once were all tried against an account that locks after five. Counted first, at most the
+    limit's worth are ever checked in one window: an attempt whose count passes a subject's limit
+    is refused unchecked (`lockout_over`). A failure is then already counted
+    (`lockout_attempt_failed`); a success clears the account's count and gives the other
+    subjects their attempt back (`lockout_attempt_succeeded`).
+    """
     window = settings.LOCKOUT_WINDOW_SECONDS
-    locked = []
-    for subject in subjects:
-        count = counter_hit(f"{subject.key}:count", ttl=window)
-        if count >= subject.max_failures:
-            cache.set(f"{subject.key}:until", time.time() + window, timeout=window)
-            locked.append(subject)
-    return locked
+    return counters_hit([(f"{s.key}:count", window) for s in subjects])
+
+
+def lockout_over(subjects: list[Subject], counts: list[int]) -> int:
+    """Lock the subjects this attempt's counts put over their limit; seconds to wait, or 0."""
+    window = settings.LOCKOUT_WINDOW_SECONDS
+    over = [s for s, n in zip(subjects, counts, strict=True) if n > s.max_failures]
+    for subject in over:
+        cache.add(f"{subject.key}:until", time.time() + window, timeout=window)
+    return lockout_remaining(over) if over else 0
+
+
+def lockout_attempt_failed(subjects: list[Subject], counts: list[int]) -> list[Subject]:
+    """Lock each subject whose limit this failed attempt reached; return those just locked."""
+    window = settings.LOCKOUT_WINDOW_SECONDS
+    return [
+        subject
+        for subject, n in zip(subjects, counts, strict=True)
+        if n >= subject.max_failures
+        and cache.add(f"{subject.key}:until", time.time() + window, timeout=window)
+    ]
+
+
+def lockout_attempt_succeeded(account: Subject, others: list[Subject]) -> None:
+    """A correct password: the account starts afresh, and the other subjects get back the
+    attempt counted against them (a busy office's sign-ins are not failures)."""
+    lockout_clear(account)
+    for subject in others:
+        # ValueError: its window ended meanwhile, and there is nothing left to give back.
+        with contextlib.suppress(ValueError):
+            cache.decr(f"{subject.key}:count")
 
 
 def lockout_clear(subject: Subject) -> None:

@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 API_KEY_NAME_MAX_CHARS = 200
 
 
+SIGN_IN_LOCKED = "Too many failed sign-ins. Try again later."
+
+
 def agent_sign_in(*, email: str, password: str, ip: str) -> User:
     """Check an agent's password, with lockout per account and per client IP.
 
@@ -48,16 +51,21 @@ def agent_sign_in(*, email: str, password: str, ip: str) -> User:
     subjects = lockout.subjects_for(email=email, ip=ip)
     wait = lockout.lockout_remaining(subjects)
     if wait:
-        raise Throttled(wait=wait, detail="Too many failed sign-ins. Try again later.")
+        raise Throttled(wait=wait, detail=SIGN_IN_LOCKED)
+    # Counted before the password is checked, so guesses sent at once cannot all be checked.
+    counts = lockout.lockout_attempt_begin(subjects)
+    wait = lockout.lockout_over(subjects, counts)
+    if wait:
+        raise Throttled(wait=wait, detail=SIGN_IN_LOCKED)
     user = authenticate(email=email, password=password)
     if user is None or not user.is_active:
-        for subject in lockout.lockout_register_failure(subjects):
+        for subject in lockout.lockout_attempt_failed(subjects, counts):
             # The hashed subject key, never the email: the audit log must not collect addresses.
             audit_record(
                 org=None, action=AuditEvent.Action.SIGNIN_LOCKED_OUT, target=subject.key, ip=ip
             )
         raise Unauthenticated()
-    lockout.lockout_clear(subjects[0])
+    lockout.lockout_attempt_succeeded(subjects[0], subjects[1:])
     return user
 
 

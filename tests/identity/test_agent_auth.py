@@ -255,3 +255,70 @@ def test_tiledesk_signin_shares_the_lockout(api_client, agent_user):
     response = sign_in(api_client, agent_user.email, PASSWORD)
 
     assert response.status_code == 429
+
+
+@pytest.mark.redis
+def test_successful_sign_ins_from_one_address_never_lock_it(api_client, agent_user, settings):
+    # given an office behind one address, whose attempts are counted before they are checked
+    settings.LOCKOUT_IP_MAX_FAILURES = 3
+
+    # when its people sign in more often than the address may fail
+    answers = [sign_in(api_client, agent_user.email, PASSWORD).status_code for _ in range(6)]
+
+    # then each success gave its attempt back
+    assert answers == [200] * 6
+
+
+@pytest.mark.redis
+def test_guesses_in_flight_count_before_their_password_is_checked(api_client, agent_user):
+    # given five guesses already counted and still being checked (sent at once, say)
+    from identity import lockout
+
+    subjects = lockout.subjects_for(email=agent_user.email, ip="127.0.0.1")
+    for _ in range(5):
+        lockout.lockout_attempt_begin(subjects)
+
+    # when a sixth arrives, with the right password
+    response = sign_in(api_client, agent_user.email, PASSWORD)
+
+    # then it is refused unchecked, and the account is locked
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert OutstandingToken.objects.count() == 0
+    assert lockout.lockout_remaining(subjects) > 0
+
+
+@pytest.mark.postgres_only(reason="needs PostgreSQL for real threads on one database")
+@pytest.mark.django_db(transaction=True)
+def test_twenty_guesses_sent_at_once_check_at_most_five_passwords(monkeypatch):
+    # given an account, and a password check slow enough that the guesses overlap
+    import time
+
+    from identity import services
+    from tests.concurrency import in_parallel
+
+    user = UserFactory(password=PASSWORD)
+    checked = []
+    real_authenticate = services.authenticate
+
+    def slow_authenticate(**credentials):
+        checked.append(credentials["password"])
+        time.sleep(0.2)
+        return real_authenticate(**credentials)
+
+    monkeypatch.setattr(services, "authenticate", slow_authenticate)
+    answers = []
+
+    def guess(n: int) -> None:
+        from rest_framework.test import APIClient
+
+        password = PASSWORD if n == 19 else f"wrong-{n}"
+        answers.append(sign_in(APIClient(), user.email, password).status_code)
+
+    # when
+    in_parallel(guess, 20)
+
+    # then at most the limit's worth were checked, and no guess got through unchecked
+    assert len(checked) <= 5
+    assert answers.count(429) >= 15
+    assert set(answers) <= {401, 429, 200}
