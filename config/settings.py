@@ -218,6 +218,9 @@ SIMPLE_JWT = {
     "TOKEN_TYPE_CLAIM": "token_type",
     "JTI_CLAIM": "jti",
     "LEEWAY": 0,
+    # Access tokens carry a hash of the password they were issued under: a new password ends
+    # them at once (refresh tokens are blacklisted by identity.models.User.save).
+    "CHECK_REVOKE_TOKEN": True,
 }
 
 SPECTACULAR_SETTINGS = {

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -66,7 +66,28 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def save(self, *args, **kwargs):
         self.email = normalize_email(self.email)
-        super().save(*args, **kwargs)
+        # `set_password` leaves the new password here until it is saved.
+        password_changed = self._password is not None and not self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if password_changed:
+                self._refresh_tokens_revoke()
+
+    def _refresh_tokens_revoke(self) -> None:
+        """A new password ends every session the old one started: each refresh token issued
+        before is blacklisted (its access tokens carry a hash of the old password, and fail
+        too: SIMPLE_JWT's CHECK_REVOKE_TOKEN)."""
+        from rest_framework_simplejwt.token_blacklist.models import (
+            BlacklistedToken,
+            OutstandingToken,
+        )
+
+        live = OutstandingToken.objects.filter(
+            user=self, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
+        )
+        BlacklistedToken.objects.bulk_create(
+            [BlacklistedToken(token=token) for token in live], ignore_conflicts=True
+        )
 
     @property
     def display_name(self) -> str:

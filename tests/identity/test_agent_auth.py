@@ -322,3 +322,42 @@ def test_twenty_guesses_sent_at_once_check_at_most_five_passwords(monkeypatch):
     assert len(checked) <= 5
     assert answers.count(429) >= 15
     assert set(answers) <= {401, 429, 200}
+
+
+def test_a_new_password_ends_every_session_the_old_one_started(api_client, agent_user):
+    # given two sessions signed in with the old password (say, a laptop and a stolen token)
+    first = sign_in(api_client, agent_user.email, PASSWORD).json()
+    second = sign_in(api_client, agent_user.email, PASSWORD).json()
+
+    # when the agent changes the password (admin's password form, a reset: set_password + save)
+    agent_user.set_password("a brand new passphrase")
+    agent_user.save()
+
+    # then neither session's refresh nor access token works, with the uniform 401
+    for tokens in (first, second):
+        refreshed = api_client.post(
+            "/api/v1/auth/refresh", {"refresh": tokens["refresh"]}, format="json"
+        )
+        assert refreshed.status_code == 401
+        assert refreshed.json() == UNAUTHENTICATED
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+        used = api_client.get("/api/v1/orgs")
+        assert used.status_code == 401
+        assert used.json() == UNAUTHENTICATED
+    api_client.credentials()
+    # and the new password starts a session that works
+    fresh = sign_in(api_client, agent_user.email, "a brand new passphrase").json()
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {fresh['access']}")
+    assert api_client.get("/api/v1/orgs").status_code == 200
+
+
+def test_saving_a_user_without_a_new_password_keeps_their_sessions(api_client, agent_user):
+    tokens = sign_in(api_client, agent_user.email, PASSWORD).json()
+
+    agent_user.first_name = "Renamed"
+    agent_user.save()
+
+    refreshed = api_client.post(
+        "/api/v1/auth/refresh", {"refresh": tokens["refresh"]}, format="json"
+    )
+    assert refreshed.status_code == 200
