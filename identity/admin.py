@@ -6,6 +6,8 @@ managed by superusers only. Sign-in (admin and console) goes through the agent l
 changelist, Django's and simplejwt's included, reads only the filters it offers.
 """
 
+import secrets
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -13,6 +15,7 @@ from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, UserChangeForm
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Subquery
 from django.forms.fields import InvalidJSONInput
@@ -158,12 +161,21 @@ class SecretAdminMixin(OrgScopedAdminMixin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = self.add_form_class(request.POST or None, orgs=operator_orgs(request))
+        submission = request.POST.get("submission", "")
         if request.method == "POST" and form.is_valid():
+            # The form's one-time submission id: the secret is shown in this POST's answer, so a
+            # reload sends the form again; the second sending finds the first's object and is
+            # told the secret was shown once, instead of creating another working key.
+            earlier = self._submission_claim(submission)
+            if earlier is not None:
+                return HttpResponseRedirect(earlier)
             try:
                 obj, secret = self.create(request, form.cleaned_data)
             except (ValidationError, ApplicationError) as exc:
+                cache.delete(self._submission_key(submission))
                 add_service_errors(form, exc)
             else:
+                cache.set(self._submission_key(submission), obj.pk, timeout=SUBMISSION_SECONDS)
                 self.log_addition(request, obj, [{"added": {}}])
                 if secret:
                     # Shown in this response only: never stored (not even in the session), so
@@ -176,9 +188,34 @@ class SecretAdminMixin(OrgScopedAdminMixin):
                     )
                 )
         context = self._context(
-            request, title=f"Add {self.opts.verbose_name}", form=form, note=self.add_note
+            request,
+            title=f"Add {self.opts.verbose_name}",
+            form=form,
+            note=self.add_note,
+            submission=submission if form.errors else secrets.token_urlsafe(16),
         )
         return TemplateResponse(request, "admin/identity/secret_add_form.html", context)
+
+    def _submission_key(self, submission: str) -> str:
+        return f"admin-add:{self.opts.model_name}:{submission}"
+
+    def _submission_claim(self, submission: str) -> str | None:
+        """None when this sending of the form may create (its id is claimed now); otherwise
+        where to send it: the created page of what an earlier sending made, or the list while
+        that one is still being made.
+
+        A form without an id (not from our page) is not deduplicated. `cache.add` claims the id
+        atomically, so of two sendings at once exactly one creates.
+        """
+        if not submission or len(submission) > 64:
+            return None
+        key = self._submission_key(submission)
+        if cache.add(key, "", timeout=SUBMISSION_SECONDS):
+            return None
+        info = f"admin:{self.opts.app_label}_{self.opts.model_name}"
+        if created := cache.get(key):
+            return reverse(f"{info}_created", args=[created])
+        return reverse(f"{info}_changelist")
 
     def _created_response(self, request, obj, secret: str | None):
         context = self._context(
@@ -235,6 +272,10 @@ class SecretAdminMixin(OrgScopedAdminMixin):
             f"admin:{self.opts.app_label}_{self.opts.model_name}_deactivate", args=[obj.pk]
         )
         return format_html('<a class="button" href="{}">{}</a>', url, self.confirm_verb)
+
+
+# How long a sent add form's id is remembered: a reload after that creates again.
+SUBMISSION_SECONDS = 3600
 
 
 # --- organizations -----------------------------------------------------------------------------

@@ -376,6 +376,42 @@ def test_operator_creates_an_api_key_and_sees_it_exactly_once(operator_admin, op
     assert api_key.digest not in listing
 
 
+def test_reloading_the_created_page_does_not_create_a_second_key(operator_admin, org):
+    # given the add form as the operator's browser got it, with its one-time submission id
+    form = operator_admin.get(f"{API_KEYS}add/").content.decode()
+    (submission,) = re.findall(r'name="submission" value="([^"]+)"', form)
+    data = {"org": str(org.pk), "name": "Backend", "scopes": ["widget:authenticate"]}
+    data["submission"] = submission
+
+    # when the form is sent, then sent again (a reload of the page that showed the key)
+    first = operator_admin.post(f"{API_KEYS}add/", data)
+    again = operator_admin.post(f"{API_KEYS}add/", data)
+
+    # then one key exists, and the reload is sent to the page that says it was shown once
+    api_key = ApiKey.objects.get()
+    (key,) = set(KEY_PATTERN.findall(first.content.decode()))
+    assert api_key_matches(key, api_key.digest)
+    assert again.status_code == 302
+    assert again["Location"] == f"{API_KEYS}{api_key.pk}/created/"
+    shown = operator_admin.get(again["Location"]).content
+    assert b"cannot be shown again" in shown
+    assert key.encode() not in shown
+
+
+def test_a_sending_while_the_first_is_still_creating_creates_nothing(operator_admin, org):
+    # given a submission id the first sending has claimed but not finished with
+    cache.add("admin-add:apikey:in-flight", "", timeout=60)
+    data = {"org": str(org.pk), "name": "Backend", "scopes": ["widget:authenticate"]}
+
+    # when
+    response = operator_admin.post(f"{API_KEYS}add/", {**data, "submission": "in-flight"})
+
+    # then
+    assert response.status_code == 302
+    assert response["Location"] == API_KEYS
+    assert not ApiKey.objects.exists()
+
+
 def test_invalid_api_key_form_writes_nothing(operator_admin, org):
     response = operator_admin.post(
         f"{API_KEYS}add/", {"org": str(org.pk), "name": "", "scopes": []}
