@@ -14,7 +14,11 @@ from contacts.api.serializers import (
     TiledeskCustomTokenOutputSerializer,
     TiledeskVisitorSignInOutputSerializer,
 )
-from contacts.api.throttles import AnonymousMintIpThrottle, CustomTokenIpThrottle
+from contacts.api.throttles import (
+    AnonymousMintIpThrottle,
+    AnonymousMintProjectThrottle,
+    CustomTokenIpThrottle,
+)
 from identity import services as identity_services
 from identity.api.serializers import SignInInputSerializer, TiledeskSignInOutputSerializer
 from identity.api.throttles import AgentSignInIpThrottle
@@ -55,7 +59,7 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
         detail=False,
         methods=["post"],
         url_path="signinAnonymously",
-        throttle_classes=[AnonymousMintIpThrottle],
+        throttle_classes=[AnonymousMintIpThrottle, AnonymousMintProjectThrottle],
     )
     def signin_anonymously(self, request):
         data = SignInAnonymouslyInputSerializer(data=request.data)

@@ -88,3 +88,31 @@ def test_two_names_longer_than_a_name_together_are_a_400_and_write_nothing(org):
     # and one character fewer fits
     assert sign_in({**body, "lastname": "l" * 99}).status_code == 200
     assert len(Contact.objects.get().name) == 200
+
+
+@pytest.mark.redis
+def test_it_spends_the_orgs_widget_budget_whatever_the_address(org, monkeypatch):
+    # given the per-widget minting budget at 2 a minute, spent through this route from two
+    # addresses
+    from contacts.api.throttles import AnonymousMintWidgetThrottle
+
+    monkeypatch.setattr(AnonymousMintWidgetThrottle, "rate", "2/min", raising=False)
+    body = {"id_project": str(org.id)}
+    for address in ("198.51.100.1", "198.51.100.2"):
+        response = APIClient(REMOTE_ADDR=address).post(
+            "/v3/auth/signinAnonymously", body, format="json"
+        )
+        assert response.status_code == 200
+
+    # when a third address asks, through either route
+    v3 = APIClient(REMOTE_ADDR="198.51.100.3").post(
+        "/v3/auth/signinAnonymously", body, format="json"
+    )
+    widget = widget_client(org).post("/widget/contacts/unverified", {}, format="json")
+
+    # then both are refused: the budget is the org's widget's, shared by the two routes
+    assert v3.status_code == 429
+    assert v3.json()["success"] is False
+    assert int(v3["Retry-After"]) > 0
+    assert widget.status_code == 429
+    assert Contact.objects.count() == 2
