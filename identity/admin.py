@@ -6,6 +6,7 @@ managed by superusers only. Sign-in (admin and console) goes through the agent l
 changelist, Django's and simplejwt's included, reads only the filters it offers.
 """
 
+import math
 import secrets
 
 from django import forms
@@ -66,6 +67,7 @@ class LockoutAuthenticationForm(AuthenticationForm):
                     email=email, password=password, ip=client_ip(self.request)
                 )
             except Throttled as exc:
+                self.retry_after = exc.wait  # the view answers 429 with it (lockout_status)
                 raise ValidationError(
                     "Too many failed sign-ins. Try again later.", code="locked_out"
                 ) from exc
@@ -79,7 +81,23 @@ class AdminLockoutAuthenticationForm(LockoutAuthenticationForm, AdminAuthenticat
     """The admin's sign-in: the lockout, plus the admin's staff-only rule."""
 
 
+def lockout_status(response):
+    """A sign-in page refused for the lockout is a 429 with `Retry-After` (SPEC §5), the form
+    and its message shown as ever; any other answer is left as it is."""
+    form = (getattr(response, "context_data", None) or {}).get("form")
+    retry_after = getattr(form, "retry_after", None)
+    if retry_after:
+        response.status_code = 429
+        response["Retry-After"] = str(math.ceil(retry_after))
+    return response
+
+
+def _admin_login(request, extra_context=None, _login=admin.site.login):
+    return lockout_status(_login(request, extra_context))
+
+
 admin.site.login_form = AdminLockoutAuthenticationForm
+admin.site.login = _admin_login
 admin.site.site_header = "chatshield"
 admin.site.site_title = "chatshield admin"
 admin.site.index_title = "Identity, contacts and conversations"

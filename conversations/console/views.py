@@ -19,6 +19,7 @@ from conversations import selectors, services
 from conversations.admin import side_panel_context
 from conversations.api.serializers import MAX_BIGINT
 from conversations.console.forms import ConsoleLoginForm, InboxFilterForm, ReplyForm
+from identity.admin import lockout_status
 from identity.models import Membership
 from identity.selectors import membership_for
 
@@ -31,6 +32,9 @@ class ConsoleLoginView(LoginView):
     template_name = "console/login.html"
     authentication_form = ConsoleLoginForm
     redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        return lockout_status(super().form_invalid(form))
 
 
 def _found(selector, **kwargs):

@@ -107,7 +107,8 @@ def test_sign_in_shares_the_lockout_so_a_correct_password_is_refused_while_locke
     response = client.post("/console/login", {"username": agent_user.email, "password": PASSWORD})
 
     # then
-    assert response.status_code == 200
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= settings.LOCKOUT_WINDOW_SECONDS
     assert b"Too many failed sign-ins" in response.content
     assert "_auth_user_id" not in client.session
 

@@ -678,5 +678,7 @@ def test_admin_sign_in_shares_the_lockout(client, operator_user, settings):
         "/admin/login/?next=/admin/", {"username": operator_user.email, "password": PASSWORD}
     )
 
-    assert response.status_code == 200
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= settings.LOCKOUT_WINDOW_SECONDS
     assert b"Too many failed sign-ins" in response.content
+    assert "_auth_user_id" not in client.session
