@@ -15,8 +15,11 @@ from conversations.models import Conversation
 from identity.admin_scoping import ALL_ROLES, OrgListFilter, OrgScopedAdminMixin
 
 
-def side_panel_context(conversation: Conversation, *, contact_url: str = "") -> dict:
-    """The template context of `partials/contact_side_panel.html` for one conversation."""
+def side_panel_context(
+    conversation: Conversation, *, contact_url: str = "", with_answers: bool = False
+) -> dict:
+    """The template context of `partials/contact_side_panel.html` for one conversation; with
+    `with_answers`, its chat form answers too (the admin lists them among its own fields)."""
     contact = conversation.contact
     return {
         "contact": contact,
@@ -24,6 +27,7 @@ def side_panel_context(conversation: Conversation, *, contact_url: str = "") -> 
         "opened_as": sender_auth_panel(conversation.sender_auth_info),
         "verified_rows": custom_data_rows(contact.custom_data),
         "unverified_rows": custom_data_rows(contact.non_verified_custom_data),
+        "answer_rows": custom_data_rows(conversation.fields) if with_answers else [],
         "contact_url": contact_url,
     }
 

@@ -137,7 +137,7 @@ def _conversation_page(request, membership, conversation, form, status=200):
         else "",
         "form": form,
         "inbox_url": _org_url("console:inbox", membership),
-        **side_panel_context(conversation, contact_url=contact_url),
+        **side_panel_context(conversation, contact_url=contact_url, with_answers=True),
     }
     return render(request, "console/conversation.html", context, status=status)
 

@@ -225,6 +225,36 @@ def test_conversation_of_an_unproven_contact_shows_no_shield(console, org, make_
     assert SHIELD not in response.content.decode()
 
 
+def test_the_conversation_shows_its_chat_form_answers_as_unverified(console, org):
+    # given a conversation opened with answers to the org's form, one of them markup
+    conversation = ConversationFactory(
+        contact=non_verified_contact(org),
+        fields={"order": "A-1947", "note": "<b>rush</b>"},
+    )
+
+    # when
+    content = console.get(conversation_url(conversation)).content.decode()
+
+    # then the agent reads them in the side panel, marked as the browser's, escaped
+    (answers,) = re.findall(
+        r'<section class="cs-data cs-data--unverified"[^>]*>\s*<h3 class="cs-data__title">'
+        r"Chat form answers.*?</section>",
+        content,
+        flags=re.S,
+    )
+    assert "A-1947" in answers
+    assert "&lt;b&gt;rush&lt;/b&gt;" in answers
+    assert "do not rely on it" in answers
+
+
+def test_a_conversation_without_form_answers_shows_no_such_section(console, org):
+    conversation = ConversationFactory(contact=non_verified_contact(org), fields={})
+
+    content = console.get(conversation_url(conversation)).content.decode()
+
+    assert "Chat form answers" not in content
+
+
 def test_verified_conversation_shows_the_shield_and_the_sender_auth_info_panel(console, org):
     # given
     contact = verified_contact(org, name="Vera Verified", custom_data={"plan": "gold"})

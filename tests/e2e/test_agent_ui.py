@@ -56,9 +56,13 @@ def _json(response, status: int) -> dict:
     return response.json()
 
 
-def _open_conversation(api, shop_widget_token: str, token: str, text: str, external_id=""):
+def _open_conversation(
+    api, shop_widget_token: str, token: str, text: str, external_id="", fields=None
+):
     headers = {"X-Widget-Token": shop_widget_token, "Authorization": f"Bearer {token}"}
     body = {"externalId": external_id} if external_id else {}
+    if fields:
+        body["fields"] = fields
     session = _json(api.post("/widget/sessions", data=body, headers=headers), 201)
     query = f"?externalId={external_id}" if external_id else ""
     _json(
@@ -74,7 +78,13 @@ def _open_conversation(api, shop_widget_token: str, token: str, text: str, exter
 
 def seed_shop(api, *, name: str = "Demo Shop") -> Shop:
     """One org whose four visitors arrive the way real ones do, over HTTP."""
-    org = OrganizationFactory(name=name)
+    org = OrganizationFactory(
+        name=name,
+        # the widget's pre-chat form: one optional question
+        extra_data_collection_fields=[
+            {"name": "order", "label": "Order number", "type": "text", "required": False}
+        ],
+    )
     owner = UserFactory(first_name="Olivia", last_name="Owner")
     agent = UserFactory(first_name="Sam", last_name="Agent")
     MembershipFactory(user=owner, org=org, role="owner")
@@ -107,7 +117,11 @@ def seed_shop(api, *, name: str = "Demo Shop") -> Shop:
         201,
     )
     ada_conversation = _open_conversation(
-        api, org.widget_token, ada["token"], "Hi! Where is my order #1042?"
+        api,
+        org.widget_token,
+        ada["token"],
+        "Hi! Where is my order #1042?",
+        fields={"order": "1042"},
     )
 
     # Alan: the shop signs a short-lived JWT with its signing secret; the widget exchanges it.
@@ -267,6 +281,8 @@ def test_agent_reads_a_verified_conversation_and_replies_to_the_widget(new_page,
     verified_data = side.locator(".cs-data--verified").inner_text()
     assert "Gold" in verified_data
     assert "#1042" in verified_data
+    answers = side.locator(".cs-data--unverified", has_text="Chat form answers").inner_text()
+    assert "order" in answers and "1042" in answers
 
     # when: the agent replies
     page.get_by_label("Reply").fill("Hi Ada, #1042 left our warehouse this morning.")
