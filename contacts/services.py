@@ -142,10 +142,10 @@ def contact_unverified_sign_in(
     With `current_device` (the device of a valid token this browser already holds) the same
     contact and device are kept and the details updated, unless the device was revoked or its
     contact erased since the token was checked: then, as for a first visit, a new contact and
-    device. An anonymous contact given details
-    becomes non-verified, never the other way. Browser data lands only in the non-verified
-    fields (`name`, `email`, `non_verified_custom_data`), never in `custom_data`, `user_id` or
-    `verified_at`. A verified contact's device is refused: its details come from its backend.
+    device. An anonymous contact given details becomes non-verified, never the other way.
+    Browser data lands only in the non-verified fields (`name`, `email`,
+    `non_verified_custom_data`), never in `custom_data`, `user_id` or `verified_at`. A verified
+    contact's device is refused: its details come from its backend.
     """
     now = timezone.now()
     details = {"name": name, "email": email, "custom_data": custom_data, "method": method}
@@ -432,8 +432,7 @@ def _verified_upsert(
         _KNOWN_CUSTOMER_SIGN_IN.run(device, contact)
     elif not _KNOWN_CUSTOMER_SIGN_IN.run_if_unchanged(device, contact, version=contact.row_version):
         return None
-    token, expires_at = contact_token_issue(org=org, contact=contact, device=device)
-    return IssuedToken(token=token, expires_at=expires_at, contact=contact, device=device)
+    return _issued(org=org, contact=contact, device=device)
 
 
 MAX_NAME_LENGTH = Contact._meta.get_field("name").max_length

@@ -9,7 +9,7 @@ from django.utils import timezone
 from contacts.models import Contact, Device
 from contacts.services import AuthMethod, sender_auth_info_build
 from conversations.models import Conversation, Message
-from identity.demo import demo_api_key_public_id
+from identity.demo import demo_api_key
 from identity.models import ApiKey, Organization, User
 
 DEMO_THREADS = [
@@ -65,7 +65,7 @@ def seed_conversations(*, org: Organization, agent_user: User) -> None:
     """
     if Conversation.objects.filter(org=org).exists():
         return
-    api_key = ApiKey.objects.filter(org=org, public_id=demo_api_key_public_id(org.slug)).first()
+    api_key = demo_api_key(org)
     start = timezone.now() - timedelta(hours=len(DEMO_THREADS))
     for index, thread in enumerate(DEMO_THREADS):
         contact = _demo_contact(org=org, thread=thread, api_key=api_key)

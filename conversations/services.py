@@ -20,7 +20,14 @@ from conversations.selectors import (
     conversation_visible_locking_statement,
     external_id_require,
 )
-from identity.models import ApiKey, Membership, Organization, User
+from identity.models import (
+    MAX_EXTRA_FIELD_NAME,
+    MAX_EXTRA_FIELDS,
+    ApiKey,
+    Membership,
+    Organization,
+    User,
+)
 
 MAX_FIELD_TEXT_LENGTH = 1000
 CLOSED_NOTICE = "Conversation closed."
@@ -307,11 +314,6 @@ def device_history_adopt(
     ).update(contact=verified_principal.contact, created_verified=True)
 
 
-# An org's extraDataCollectionFields: at most this many, names at most this long (the
-# widget-settings API holds them to both).
-MAX_EXTRA_FIELDS, MAX_FIELD_NAME = 20, 64
-
-
 def conversation_fields_clean(*, org: Organization, fields: dict) -> dict:
     """Check `fields` against the org's extraDataCollectionFields and type each value.
 
@@ -326,7 +328,7 @@ def conversation_fields_clean(*, org: Organization, fields: dict) -> dict:
     # Unknown names are named back, but only as many and as long as real ones can be: an error
     # body never grows with what the client sent.
     unknown = [name for name in fields if name not in specs]
-    named = [name for name in unknown if len(name) <= MAX_FIELD_NAME][:MAX_EXTRA_FIELDS]
+    named = [name for name in unknown if len(name) <= MAX_EXTRA_FIELD_NAME][:MAX_EXTRA_FIELDS]
     errors: dict[str, list[str]] = {f"fields.{name}": ["Unknown field."] for name in named}
     if len(unknown) > len(named):
         errors["fields"] = [f"{len(unknown) - len(named)} more unknown fields."]

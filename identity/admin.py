@@ -68,9 +68,7 @@ class LockoutAuthenticationForm(AuthenticationForm):
                 )
             except Throttled as exc:
                 self.retry_after = exc.wait  # the view answers 429 with it (lockout_status)
-                raise ValidationError(
-                    "Too many failed sign-ins. Try again later.", code="locked_out"
-                ) from exc
+                raise ValidationError(services.SIGN_IN_LOCKED, code="locked_out") from exc
             except Unauthenticated as exc:
                 raise self.get_invalid_login_error() from exc
             self.confirm_login_allowed(self.user_cache)

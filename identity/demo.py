@@ -109,6 +109,12 @@ def demo_api_key_public_id(slug: str) -> str:
     return demo_credential(settings.SECRET_KEY, f"{slug}:api-key-id", 16).encode().hex()[:16]
 
 
+def demo_api_key(org: Organization) -> ApiKey | None:
+    """The row of the demo API key `seed_demo` made for `org`, whatever its state; None when the
+    org was never seeded (on this server, under this slug)."""
+    return ApiKey.objects.filter(org=org, public_id=demo_api_key_public_id(org.slug)).first()
+
+
 def _demo_api_key(org: Organization, warnings: list[str]) -> str | None:
     """The demo key with widget:authenticate, derived from the secret key so re-runs agree.
 

@@ -53,22 +53,25 @@ def lockout_attempt_begin(subjects: list[Subject]) -> list[int]:
 
 def lockout_over(subjects: list[Subject], counts: list[int]) -> int:
     """Lock the subjects this attempt's counts put over their limit; seconds to wait, or 0."""
-    window = settings.LOCKOUT_WINDOW_SECONDS
     over = [s for s, n in zip(subjects, counts, strict=True) if n > s.max_failures]
     for subject in over:
-        cache.add(f"{subject.key}:until", time.time() + window, timeout=window)
+        _lock(subject)
     return lockout_remaining(over) if over else 0
 
 
 def lockout_attempt_failed(subjects: list[Subject], counts: list[int]) -> list[Subject]:
     """Lock each subject whose limit this failed attempt reached; return those just locked."""
-    window = settings.LOCKOUT_WINDOW_SECONDS
     return [
         subject
         for subject, n in zip(subjects, counts, strict=True)
-        if n >= subject.max_failures
-        and cache.add(f"{subject.key}:until", time.time() + window, timeout=window)
+        if n >= subject.max_failures and _lock(subject)
     ]
+
+
+def _lock(subject: Subject) -> bool:
+    """Lock `subject` for one window unless it is locked already; whether this call locked it."""
+    window = settings.LOCKOUT_WINDOW_SECONDS
+    return cache.add(f"{subject.key}:until", time.time() + window, timeout=window)
 
 
 def lockout_attempt_succeeded(account: Subject, others: list[Subject]) -> None:

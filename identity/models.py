@@ -102,6 +102,10 @@ def default_theme() -> dict:
     return {"primaryColor": "#18BDF7", "title": "Chat with us"}
 
 
+# An org's extraDataCollectionFields: at most this many, each name at most this long.
+MAX_EXTRA_FIELDS, MAX_EXTRA_FIELD_NAME = 20, 64
+
+
 class Organization(models.Model):
     """A tenant. Its widget settings (SPEC §3.4) live on the row itself."""
 

@@ -3,7 +3,7 @@
 from django.core.validators import slug_re
 
 from config.exceptions import NotFound
-from identity.demo import demo_api_key_public_id
+from identity.demo import demo_api_key
 from identity.models import ApiKey, Organization
 
 SLUG_MAX_LENGTH = Organization._meta.get_field("slug").max_length
@@ -30,6 +30,6 @@ def demo_api_key_for_org(*, org: Organization) -> ApiKey | None:
     org that was never seeded, or whose demo key was revoked or has expired, has none, whatever
     other `widget:authenticate` keys its operators made for their own backends.
     """
-    api_key = ApiKey.objects.filter(org=org, public_id=demo_api_key_public_id(org.slug)).first()
+    api_key = demo_api_key(org)
     usable = api_key is not None and api_key.is_usable()
     return api_key if usable and ApiKey.Scope.WIDGET_AUTHENTICATE in api_key.scopes else None

@@ -15,9 +15,10 @@ from config.fields import StrictBooleanField, StrictCharField
 from config.http import client_ip
 from identity import services
 from identity.api.access import OrgScopedViewSet
+from identity.models import MAX_EXTRA_FIELD_NAME, MAX_EXTRA_FIELDS
 
 FIELD_TYPES = ("text", "email", "number", "select", "checkbox")
-FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+FIELD_NAME = re.compile(rf"^[A-Za-z][A-Za-z0-9_]{{0,{MAX_EXTRA_FIELD_NAME - 1}}}$")
 MIN_LIFETIME = timedelta(minutes=5)
 MAX_LIFETIME = timedelta(days=365)
 MAX_VERIFIED_LIFETIME = timedelta(days=7)
@@ -245,7 +246,10 @@ class WidgetSettingsSerializer(serializers.Serializer):
 
     collectUserData = StrictBooleanField(source="collect_user_data", required=False)
     extraDataCollectionFields = ExtraFieldSerializer(
-        source="extra_data_collection_fields", many=True, required=False, max_length=20
+        source="extra_data_collection_fields",
+        many=True,
+        required=False,
+        max_length=MAX_EXTRA_FIELDS,
     )
     requireVerifiedIdentity = StrictBooleanField(source="require_verified_identity", required=False)
     theme = ThemeField(required=False)
