@@ -1,4 +1,8 @@
-"""Security headers with DEBUG off: nosniff, referrer policy, framing, HSTS, CSRF and CORS."""
+"""Security headers with DEBUG off: nosniff, referrer policy, framing, HSTS, CSRF, CORS and the
+HTML pages' Content-Security-Policy."""
+
+import re
+from pathlib import Path
 
 import pytest
 from django.http import HttpResponse
@@ -6,6 +10,7 @@ from django.test import Client, RequestFactory
 
 from contacts.middleware import WidgetCorsMiddleware
 from tests.contacts.conftest import widget_client
+from tests.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -206,3 +211,86 @@ def test_vary_origin_is_added_to_the_vary_a_widget_response_already_has(org, ori
 
     # then
     assert vary(response) == ["Accept-Language", "Cookie", "Origin"]
+
+
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@pytest.mark.parametrize("path", ["/admin/login/", "/console/login", "/api/docs/"])
+def test_html_pages_carry_the_content_security_policy(path):
+    # when
+    response = Client().get(path)
+
+    # then
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    assert response["Content-Security-Policy"] == DEFAULT_CSP
+
+
+def test_the_playground_carries_the_content_security_policy(client):
+    # given
+    OrganizationFactory(slug="demo", name="Demo Shop")
+
+    # when
+    response = client.get("/playground/")
+
+    # then
+    assert response.status_code == 200
+    assert response["Content-Security-Policy"] == DEFAULT_CSP
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("get", "/healthz"), ("get", "/widget/config"), ("post", "/api/v1/auth/token")],
+)
+def test_json_responses_carry_no_content_security_policy(method, path):
+    # when
+    response = getattr(Client(), method)(path)
+
+    # then
+    assert response["Content-Type"] == "application/json"
+    assert "Content-Security-Policy" not in response
+
+
+def test_the_content_security_policy_comes_from_the_setting(settings):
+    # given
+    settings.CONTENT_SECURITY_POLICY = "default-src 'none'"
+
+    # when
+    response = Client().get("/admin/login/")
+
+    # then
+    assert response["Content-Security-Policy"] == "default-src 'none'"
+
+
+def test_the_swagger_ui_loads_its_start_script_from_this_origin():
+    # when
+    page = Client().get("/api/docs/")
+    script = Client().get("/api/docs/?script=")
+
+    # then: the page has no inline script, which the policy would block
+    assert b'<script src="/api/docs/?script="></script>' in page.content
+    assert b"<script>" not in page.content
+    assert script.status_code == 200
+    assert script["Content-Type"].startswith("application/javascript")
+    assert b"SwaggerUIBundle" in script.content
+
+
+def test_no_template_carries_an_inline_script():
+    # given: the pages' policy allows scripts from files of this origin only
+    templates = Path(__file__).resolve().parent.parent / "templates"
+
+    # when
+    inline = [
+        str(path)
+        for path in templates.rglob("*.html")
+        for tag in re.findall(r"<script\b[^>]*>", path.read_text())
+        if "src=" not in tag
+    ]
+
+    # then
+    assert inline == []

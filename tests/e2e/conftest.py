@@ -50,7 +50,8 @@ def _plain_http_cookies(settings):
 
 @pytest.fixture
 def new_page(browser, live_server):
-    """Open pages in fresh contexts (one per signed-in person); all are closed after the test."""
+    """Open pages in fresh contexts (one per signed-in person); all are closed after the test,
+    which fails if the pages' Content-Security-Policy blocked anything on them."""
     contexts = []
 
     def open_page():
@@ -66,11 +67,23 @@ def new_page(browser, live_server):
             ),
         )
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        # Chromium reports what the pages' Content-Security-Policy blocked on the console.
+        page.on(
+            "console",
+            lambda message: (
+                refused.append(f"{page.url}: {message.text}")
+                if "Content Security Policy" in message.text
+                else None
+            ),
+        )
+        return page
 
+    refused = []
     yield open_page
     for context in contexts:
         context.close()
+    assert refused == [], "the Content-Security-Policy blocked part of a page"
 
 
 @pytest.fixture

@@ -406,3 +406,37 @@ def test_an_agent_of_another_org_sees_none_of_it(new_page, shop):
     admin_page.goto(f"/admin/contacts/contact/{shop.ada.contact_id}/change/")
     assert admin_page.url.endswith("/admin/")
     assert "Ada Lovelace" not in admin_page.locator("#content").inner_text()
+
+
+def test_an_operator_copies_a_new_api_key_from_the_page_that_shows_it_once(new_page, shop):
+    # given
+    page = new_page()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    admin_sign_in(page, shop.owner)
+    page.goto("/admin/identity/apikey/add/")
+
+    # when
+    page.get_by_label("Name").fill("Order backend")
+    page.get_by_label("widget:authenticate").check()
+    page.get_by_role("button", name="Create").click()
+    page.get_by_role("button", name="Copy").click()
+
+    # then: the page's script (a file of this origin, as the policy asks) copied the key
+    key = page.locator("#cs-secret").input_value()
+    assert key.startswith("csk_")
+    assert page.locator("#cs-copy-status").inner_text() == "Copied to the clipboard."
+    assert page.evaluate("() => navigator.clipboard.readText()") == key
+
+
+def test_the_api_docs_render_under_the_content_security_policy(new_page):
+    # given
+    page = new_page()
+
+    # when
+    response = page.goto("/api/docs/")
+
+    # then
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.locator(".swagger-ui .info .title").wait_for()
+    assert "chatshield API" in page.locator(".swagger-ui .info .title").inner_text()
+    assert page.locator(".opblock-summary-path", has_text="/widget/authenticate-user").count()
