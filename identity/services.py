@@ -449,11 +449,13 @@ def custom_token_jti_consume(
 ) -> bool:
     """Mark a customer-signed token as used; False when it was used before (a replay).
 
-    By its `jti`; a token without one (the claim is optional) by a hash of the whole `token`, so
-    that exactly that token is single-use too. `expires_at` is the token's `exp` (a datetime or
-    epoch seconds). The mark lives in the shared cache until the token could no longer pass
-    verification (exp + leeway); `cache.add` is atomic on Redis and LocMem, so of two racing
-    requests with one jti exactly one gets True.
+    By its `jti`; a token without one (the claim is optional) by a hash of its signed part (the
+    header and the claims, `token` up to its last dot), so that those claims are single-use too.
+    Not the whole token: an ES256 signature `(r, s)` is as valid as `(r, n - s)`, so anyone
+    holding a used token could spell a second one with a new hash. `expires_at` is the token's
+    `exp` (a datetime or epoch seconds). The mark lives in the shared cache until the token could
+    no longer pass verification (exp + leeway); `cache.add` is atomic on Redis and LocMem, so of
+    two racing requests with one jti exactly one gets True.
     """
     if isinstance(expires_at, datetime):
         expires_at = expires_at.timestamp()
@@ -461,7 +463,8 @@ def custom_token_jti_consume(
     if jti is not None:
         mark = hashlib.sha256(jti.encode()).hexdigest()
     elif token:
-        mark = "token:" + hashlib.sha256(token.encode()).hexdigest()
+        signed = token.rpartition(".")[0]
+        mark = "token:" + hashlib.sha256(signed.encode()).hexdigest()
     else:
         raise ValueError("a token without a jti is marked by the token itself")
     return cache.add(f"jti:{org.pk}:{mark}", 1, timeout=timeout)

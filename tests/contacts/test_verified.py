@@ -1,11 +1,14 @@
 """Verified customers: authenticate-user with an org API key, and Tiledesk custom tokens."""
 
+import base64
 import json
 import time
 import uuid
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
@@ -18,7 +21,12 @@ from contacts.services import (
     VerifiedProof,
     contact_verified_sign_in,
 )
-from identity.services import api_key_create, api_key_revoke, signing_secret_create_shared
+from identity.services import (
+    api_key_create,
+    api_key_revoke,
+    signing_secret_create_public_key,
+    signing_secret_create_shared,
+)
 from tests.concurrency import committed_elsewhere, in_parallel
 from tests.contacts.conftest import mint, widget_client
 from tests.factories import OrganizationFactory
@@ -498,6 +506,49 @@ def test_a_custom_token_without_a_jti_is_accepted_once_by_its_own_hash(org, shar
     later = custom_token(org, *shared_secret, jti=None, iat=int(time.time()) - 1)
     assert exchange(later).status_code == 200
     assert Device.objects.count() == 2
+
+
+def resign_es256_with_the_other_s(token: str) -> str:
+    """The same claims under the other valid ES256 signature: (r, s) as (r, n - s)."""
+    signed, _, signature = token.rpartition(".")
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256's n
+    flipped = r.to_bytes(32, "big") + (order - s).to_bytes(32, "big")
+    return f"{signed}.{base64.urlsafe_b64encode(flipped).rstrip(b'=').decode()}"
+
+
+def test_a_jti_less_es256_token_is_not_accepted_again_under_its_other_signature(org):
+    # given an uploaded P-256 public key and a token without a jti, exchanged once
+    private_key = ec.generate_private_key(ec.SECP256R1())
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    kid = signing_secret_create_public_key(
+        org=org, created_by=None, algorithm="ES256", public_key=public_pem.decode()
+    ).kid
+    now = int(time.time())
+    claims = {"_id": "cust-7", "aud": f"{settings.PUBLIC_URL}/projects/{org.id}"}
+    token = jwt.encode(
+        {**claims, "iat": now, "exp": now + 300},
+        private_key,
+        algorithm="ES256",
+        headers={"kid": kid},
+    )
+    assert exchange(token).status_code == 200
+    malleated = resign_es256_with_the_other_s(token)
+    assert malleated != token
+    assert jwt.decode(
+        malleated, private_key.public_key(), algorithms=["ES256"], audience=claims["aud"]
+    )
+
+    # when the other signature of the same claims is sent
+    replay = exchange(malleated)
+
+    # then it is the replay it is
+    assert replay.status_code == 401
+    assert replay.json() == {**UNAUTHENTICATED, "success": False}
+    assert Device.objects.count() == 1
 
 
 def test_a_replayed_custom_token_is_refused(org, shared_secret):
