@@ -247,6 +247,23 @@ def _contact_token_verified(
     )
 
 
+def contact_token_org_id_unverified(token: str) -> str | None:
+    """The org id (`aud`) of a token whose header says it is one of our contact tokens, read
+    WITHOUT verifying anything; None for any other token (a customer-signed one, say).
+
+    Only for routing a token to its org; contact_token_decode checks everything, `aud` included.
+    """
+    try:
+        segments = _custom_token_segments(token)
+        header, payload = _segment_decode(segments[0]), _segment_decode(segments[1])
+    except InvalidTokenError:
+        return None
+    org_id = payload.get("aud")
+    if header.get("typ") != CONTACT_TOKEN_TYP or not isinstance(org_id, str):
+        return None
+    return org_id
+
+
 def demo_credential(secret_key: str, purpose: str, length: int = 24) -> str:
     """A stable, unguessable credential for the demo seed: the same org gets the same value on
     every run (so seeding is idempotent) and nobody without the server's secret can predict it."""

@@ -132,7 +132,9 @@ class AuthenticateUserOutputSerializer(FieldsOnceSerializer):
 
 
 class TiledeskVerifiedUserOutputSerializer(serializers.Serializer):
-    _id = serializers.CharField(help_text="The customer's user id (the token's _id).")
+    _id = serializers.CharField(
+        help_text="The customer's user id (the token's _id); the contact id when none."
+    )
     firstname = serializers.CharField()
     lastname = serializers.CharField()
     email = serializers.CharField()

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from config.exceptions import Unauthenticated
 from config.http import client_ip
-from contacts import services
+from contacts import selectors, services
 from contacts.api.authentication import bearer_token
 from contacts.api.serializers import (
     SignInAnonymouslyInputSerializer,
@@ -95,7 +95,9 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
         request=None,
         responses={200: TiledeskCustomTokenOutputSerializer, **V3_ERRORS},
         description="Header `Authorization: JWT <customer-signed token>`. Returns our own "
-        "short-lived verified contact token, never an echo of the customer's.",
+        "short-lived verified contact token, never an echo of the customer's. A contact token "
+        "of ours (from any /v3/auth or /widget route), still valid, is answered with itself and "
+        "its contact: how Tiledesk clients resume a stored session.",
     )
     @action(
         detail=False,
@@ -107,6 +109,9 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
         token = bearer_token(request)
         if not token:
             raise Unauthenticated()
+        resumed = selectors.contact_principal_of_own_token(token=token)
+        if resumed is not None:
+            return Response(TiledeskCustomTokenOutputSerializer(_resumed(resumed, token)).data)
         issued, claims = services.contact_custom_token_sign_in(
             token=token, user_agent=request.META.get("HTTP_USER_AGENT", "")
         )
@@ -129,3 +134,26 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
             "user": user,
         }
         return Response(TiledeskCustomTokenOutputSerializer(body).data)
+
+
+def _resumed(principal, token: str) -> dict:
+    """Tiledesk's answer to a client presenting the token we gave it: the same token, its
+    contact. Only what the widget may see (GET /widget/me's fields): never custom data the
+    customer's backend sent, and a browser's own data only to that browser."""
+    contact = principal.contact
+    attributes = {} if contact.is_verified else contact.non_verified_custom_data
+    user = {
+        "_id": (contact.is_verified and contact.user_id) or str(contact.pk),
+        "firstname": contact.name,
+        "lastname": "",
+        "email": contact.email,
+        "attributes": attributes or {},
+        "emailverified": contact.is_verified and bool(contact.email),
+    }
+    return {
+        "success": True,
+        "token": f"JWT {token}",
+        "expires_at": principal.claims.expires_at,
+        "contact": contact,
+        "user": user,
+    }
