@@ -24,15 +24,20 @@ class OrgAccess:
         return self.membership is not None and self.membership.is_operator
 
 
-def org_access_resolve(*, principal, org_id, scope: str | None, operator_only: bool) -> OrgAccess:
+def org_access_resolve(
+    *, principal, org_id, scope: str | None, operator_only: bool, method_allowed: bool = True
+) -> OrgAccess:
     """Check the caller may act on `org_id`. Another org is a 404; a missing scope or role a 403.
 
-    API keys never reach operator routes: keys cannot mint keys or secrets.
+    API keys never reach operator routes: keys cannot mint keys or secrets. A method the route
+    does not have (`method_allowed` false) needs no scope: the answer is the 405 agents get too,
+    not a 403 that would send the integrator looking for a scope no key can hold.
     """
     if isinstance(principal, ApiKeyPrincipal):
         if str(principal.org.pk) != str(org_id):
             raise NotFound()
-        if operator_only or scope is None or not principal.has_scope(scope):
+        scope_missing = scope is None or not principal.has_scope(scope)
+        if operator_only or (method_allowed and scope_missing):
             raise Forbidden()
         return OrgAccess(org=principal.org, api_key_principal=principal)
     if isinstance(principal, User) and principal.is_authenticated:
@@ -63,6 +68,9 @@ class OrgScopedViewSet(viewsets.GenericViewSet):
             org_id=kwargs["org_id"],
             scope=self.required_scopes.get(self.action),
             operator_only=self.operator_only,
+            # DRF leaves `action` unset for a method the viewset has no handler for, and names
+            # OPTIONS "metadata", which we do not serve (DEFAULT_METADATA_CLASS is None).
+            method_allowed=self.action not in (None, "metadata"),
         )
 
 

@@ -632,6 +632,37 @@ def test_api_key_without_the_scope_gets_403_and_writes_nothing(org, scopes, allo
         assert write_counts() == before
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("put", "contacts"),
+        ("patch", "contacts"),
+        ("post", "contacts"),
+        ("options", "contacts"),
+        ("delete", "conversations/{conversation}"),
+        ("put", "conversations/{conversation}/messages"),
+    ],
+)
+def test_a_method_a_route_lacks_is_405_for_keys_as_for_agents(
+    org, other_org, agent_client, method, path
+):
+    # given a key holding every scope, and another org's key
+    scopes = [scope.value for scope in ApiKey.Scope]
+    key, foreign_key = api_key_client(org, *scopes), api_key_client(other_org, *scopes)
+    conversation = ConversationFactory(contact=ContactFactory(org=org))
+    url = f"{base(org)}/{path.format(conversation=conversation.pk)}"
+    before = write_counts()
+
+    # when
+    responses = [getattr(client, method)(url) for client in (key, agent_client, foreign_key)]
+
+    # then: the route's answer, not a missing scope; another org's key still learns nothing
+    assert [r.status_code for r in responses] == [405, 405, 404]
+    assert responses[0].json() == responses[1].json()
+    assert responses[0].json()["error"]["code"] == "method_not_allowed"
+    assert write_counts() == before
+
+
 def test_org_routes_need_credentials(org):
     response = APIClient().get(f"{base(org)}/conversations")
 
