@@ -14,8 +14,25 @@ env = environ.Env()
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
 
+
+def _key_value(name: str, *, min_length: int = 0) -> str:
+    """A key from the environment, refused when it cannot be what its operator meant.
+
+    Whitespace is never part of a generated key, and it is what an env file's trailing comment
+    (`KEY=   # signs …`) leaves in the value: django-environ, systemd and `docker --env-file`
+    keep the comment, which would make a public string the key.
+    """
+    value = env.str(name, default="")
+    if value and (len(value) < min_length or any(c.isspace() for c in value)):
+        raise ImproperlyConfigured(
+            f"{name} must be at least {min_length} characters with no whitespace (a comment on "
+            "its line in an env file becomes part of the value); leave it unset to derive it."
+        )
+    return value
+
+
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+SECRET_KEY = _key_value("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required unless DJANGO_DEBUG=true.")
@@ -31,14 +48,25 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 BENCH_BASELINE = env.bool("CHATSHIELD_BENCH_BASELINE", default=False)
 
 # Each key has one purpose; unset ones are derived from SECRET_KEY for that purpose alone.
-AGENT_TOKEN_KEY = env.str("AGENT_TOKEN_KEY", default="") or derive_key(SECRET_KEY, "agent-token")
-CONTACT_TOKEN_KEY = env.str("CONTACT_TOKEN_KEY", default="") or derive_key(
+# Explicit keys are at least 32 characters (256 bits of HS256 key, written out), and no two
+# purposes may share one.
+AGENT_TOKEN_KEY = _key_value("AGENT_TOKEN_KEY", min_length=32) or derive_key(
+    SECRET_KEY, "agent-token"
+)
+CONTACT_TOKEN_KEY = _key_value("CONTACT_TOKEN_KEY", min_length=32) or derive_key(
     SECRET_KEY, "contact-token"
 )
-CONTACT_TOKEN_PREVIOUS_KEY = env.str("CONTACT_TOKEN_PREVIOUS_KEY", default="")
-SIGNING_SECRET_ENCRYPTION_KEY = env.str("SIGNING_SECRET_ENCRYPTION_KEY", default="") or derive_key(
-    SECRET_KEY, "signing-secret-encryption"
-)
+CONTACT_TOKEN_PREVIOUS_KEY = _key_value("CONTACT_TOKEN_PREVIOUS_KEY", min_length=32)
+SIGNING_SECRET_ENCRYPTION_KEY = _key_value(
+    "SIGNING_SECRET_ENCRYPTION_KEY", min_length=32
+) or derive_key(SECRET_KEY, "signing-secret-encryption")
+if len({AGENT_TOKEN_KEY, CONTACT_TOKEN_KEY, SIGNING_SECRET_ENCRYPTION_KEY}) < 3 or (
+    CONTACT_TOKEN_PREVIOUS_KEY in (AGENT_TOKEN_KEY, SIGNING_SECRET_ENCRYPTION_KEY)
+):
+    raise ImproperlyConfigured(
+        "AGENT_TOKEN_KEY, CONTACT_TOKEN_KEY (and CONTACT_TOKEN_PREVIOUS_KEY) and "
+        "SIGNING_SECRET_ENCRYPTION_KEY must differ: each key has one purpose."
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",

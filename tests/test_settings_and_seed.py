@@ -113,11 +113,62 @@ def test_the_precompiled_lookups_are_prepared_and_orm_queries_are_not():
 
 def test_env_example_lists_every_variable_the_settings_read():
     settings_source = (ROOT / "config" / "settings.py").read_text()
-    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z0-9_]+)"', settings_source))
+    read = set(re.findall(r'(?:env(?:\.\w+)?|_key_value)\(\s*"([A-Z0-9_]+)"', settings_source))
     listed = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
 
     assert len(read) > 30  # the pattern still finds the settings' env calls
     assert read - listed == set()
+
+
+def test_a_copy_of_env_example_leaves_every_key_derived():
+    # given .env.example read as an env file is read (comments on their own lines are ignored)
+    code = (
+        "import environ, json; environ.Env.read_env('.env.example'); import django;"
+        " from django.conf import settings; django.setup(); from identity.tokens import derive_key;"
+        " k = settings.SECRET_KEY; print(json.dumps([settings.AGENT_TOKEN_KEY == derive_key(k,"
+        " 'agent-token'), settings.CONTACT_TOKEN_KEY == derive_key(k, 'contact-token'),"
+        " settings.CONTACT_TOKEN_PREVIOUS_KEY, settings.SIGNING_SECRET_ENCRYPTION_KEY =="
+        " derive_key(k, 'signing-secret-encryption'), settings.DATABASES['default']['ENGINE']]))"
+    )
+
+    # when
+    result = run_settings({"DJANGO_SECRET_KEY": "k" * 50}, code)
+
+    # then
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [True, True, "", True, "django.db.backends.sqlite3"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CONTACT_TOKEN_KEY", "            # signs contact tokens"),
+        ("AGENT_TOKEN_KEY", "short-key"),
+        ("SIGNING_SECRET_ENCRYPTION_KEY", "a" * 40 + " # encrypts stored secrets"),
+        ("CONTACT_TOKEN_PREVIOUS_KEY", "   # still accepted during a key rotation"),
+        ("DJANGO_SECRET_KEY", "k" * 50 + "   # the master secret"),
+    ],
+)
+def test_a_key_an_env_file_comment_or_a_typo_made_is_refused_at_startup(variable, value):
+    # when
+    result = run_settings({"DJANGO_SECRET_KEY": "k" * 50, variable: value})
+
+    # then
+    assert result.returncode != 0
+    assert f"{variable} must be at least" in result.stderr
+    assert "ImproperlyConfigured" in result.stderr
+
+
+def test_two_purposes_sharing_one_explicit_key_are_refused_at_startup():
+    # when
+    key = "x" * 40
+    result = run_settings(
+        {"DJANGO_SECRET_KEY": "k" * 50, "AGENT_TOKEN_KEY": key, "CONTACT_TOKEN_KEY": key}
+    )
+
+    # then
+    assert result.returncode != 0
+    assert "must differ: each key has one purpose" in result.stderr
 
 
 def test_debug_alone_starts_without_a_secret_key():
