@@ -130,7 +130,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Server-side binding, so that the fixed statements of config.precompiled can be prepared
     # once per connection: PostgreSQL then stops parsing and planning the few lookups every
     # request makes. ORM queries are never prepared (their best plan can depend on the values,
-    # e.g. a LIKE prefix). Behind pgbouncer in transaction mode older than 1.21 (or without
+    # e.g. a LIKE prefix). Behind pgbouncer in transaction mode older than 1.22 (or without
     # max_prepared_statements) set DATABASE_PREPARED_STATEMENTS=false (docs/deploy.md).
     if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
         DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
