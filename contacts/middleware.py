@@ -63,4 +63,7 @@ class WidgetCorsMiddleware:
     @staticmethod
     def _allow(response, origin: str):
         response["Access-Control-Allow-Origin"] = origin
+        if "Retry-After" in response:
+            # Not a CORS-safelisted header: without this the widget's back-off never sees it.
+            response["Access-Control-Expose-Headers"] = "Retry-After"
         return response

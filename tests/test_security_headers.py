@@ -8,6 +8,7 @@ import pytest
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
 
+from contacts.api.throttles import AnonymousMintIpThrottle
 from contacts.middleware import WidgetCorsMiddleware
 from tests.contacts.conftest import widget_client
 from tests.factories import OrganizationFactory
@@ -162,6 +163,24 @@ def test_a_widget_route_answers_cors_for_an_allowed_origin(org):
     assert response.status_code == 200
     assert response["Access-Control-Allow-Origin"] == ORIGIN
     assert response["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.redis
+def test_a_throttled_widget_response_lets_the_page_read_retry_after(org, monkeypatch):
+    # given: the widget's minting rate, spent from an allowed origin
+    monkeypatch.setattr(AnonymousMintIpThrottle, "rate", "1/min", raising=False)
+    client = widget_client(org)
+    first = client.post("/widget/contacts/unverified", {}, format="json", HTTP_ORIGIN=ORIGIN)
+    assert "Access-Control-Expose-Headers" not in first
+
+    # when
+    response = client.post("/widget/contacts/unverified", {}, format="json", HTTP_ORIGIN=ORIGIN)
+
+    # then: a cross-origin fetch may read Retry-After only when the response exposes it
+    assert response.status_code == 429
+    assert response["Access-Control-Allow-Origin"] == ORIGIN
+    assert response["Access-Control-Expose-Headers"] == "Retry-After"
+    assert 0 < int(response["Retry-After"]) <= 60
 
 
 def vary(response) -> list[str]:

@@ -22,7 +22,8 @@
 
   const VERSION = '1.0.0';
   const POLL_MS = 3000;
-  const MAX_MESSAGE = 10000;
+  const MAX_MESSAGE = 10000; // characters (code points), as the server counts them
+  const THREAD_PAGE = 200; // the server's page of messages; a full page means more are waiting
   const KINDS = ['contact', 'agent', 'system'];
   const FIELD_TYPES = ['text', 'email', 'number', 'select', 'checkbox'];
   const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
@@ -441,7 +442,9 @@
     root.addEventListener('keydown', (e) => {
       if (e.key === 'Escape' && s.isOpen && !inline) { e.preventDefault(); close(); }
     });
-    (inline ? opts.container : document.body).appendChild(root);
+    // A page may call init() from <head>, before <body> exists: mount once it does.
+    if (inline || document.body) (inline ? opts.container : document.body).appendChild(root);
+    else document.addEventListener('DOMContentLoaded', () => { if (!s.dead) document.body.appendChild(root); }, {once: true});
 
     // The status line shows one message; `from` lets the part that failed clear it once it works again.
     function setStatus(text, from) {
@@ -689,7 +692,7 @@
       const inputId = uid('message');
       const log = h('ol', {class: 'cs-messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Chat history', 'data-testid': 'cs-messages'});
       const empty = note('cs-thread-empty', 'Send a message to start the conversation.', s.session.id != null);
-      const input = h('textarea', {id: inputId, name: 'message', rows: 2, maxlength: MAX_MESSAGE, class: 'cs-input',
+      const input = h('textarea', {id: inputId, name: 'message', rows: 2, dir: 'auto', class: 'cs-input',
         'data-testid': 'cs-message-input', placeholder: 'Type your message\u2026'});
       const send = h('button', {type: 'submit', class: 'cs-btn cs-send', 'data-testid': 'cs-send', text: 'Send'});
       const compose = h('form', {class: 'cs-compose', 'data-testid': 'cs-compose'},
@@ -712,12 +715,14 @@
       const who = kind === 'contact' ? '' : m.sender_name || (kind === 'agent' ? 'Agent' : '');
       return h('li', {class: 'cs-message cs-message--' + kind, 'data-testid': 'cs-message', 'data-sender-kind': kind, 'data-id': m.id}, [
         kind === 'contact' ? h('span', {class: 'cs-sr', text: 'You: '}) : who && h('div', {class: 'cs-message-meta', text: who}),
-        h('div', {class: 'cs-message-text', text: m.text == null ? '' : m.text}),
+        h('div', {class: 'cs-message-text', dir: 'auto', text: m.text == null ? '' : m.text}),
         m.created_at && h('time', {class: 'cs-message-time', datetime: m.created_at, text: fmtTime(m.created_at)}),
       ]);
     }
 
-    function appendMessages(list) {
+    // Shows messages in id order. Only the poll (`fromPoll`) moves its cursor: the visitor's own
+    // message, shown as soon as it is sent, may come after replies the poll has not fetched yet.
+    function appendMessages(list, fromPoll) {
       const T = s.thread;
       if (!T || !Array.isArray(list)) return;
       const log = T.log;
@@ -726,10 +731,13 @@
       let mine = false;
       for (const m of list) {
         if (!m || m.id == null) continue;
-        s.lastId = m.id;
+        if (fromPoll) s.lastId = m.id;
         if (s.seen.has(String(m.id))) continue;
         s.seen.add(String(m.id));
-        log.appendChild(messageItem(m));
+        const item = messageItem(m);
+        let later = log.lastElementChild;
+        while (later && Number(later.getAttribute('data-id')) > Number(m.id)) later = later.previousElementSibling;
+        log.insertBefore(item, later ? later.nextElementSibling : log.firstElementChild);
         added = true;
         mine = mine || m.sender_kind === 'contact';
       }
@@ -744,8 +752,10 @@
       if (id == null) return POLL_MS;
       try {
         const data = await authed('GET', messagesPath(id), {query: {after: s.lastId}});
-        if (s.session && s.session.id === id) appendMessages(data && data.results);
+        const results = (data && data.results) || [];
+        if (s.session && s.session.id === id) appendMessages(results, true);
         clearStatus('poll');
+        if (results.length >= THREAD_PAGE) return 0; // a long thread: fetch the rest at once
       } catch (err) {
         if (err.status === 404 && s.session && s.session.id === id) {
           showHome();
@@ -772,7 +782,7 @@
         s.pollTimer = null;
         const wait = await loadMessages();
         if (gen === s.pollGen) schedulePoll(wait);
-      }, delay || POLL_MS);
+      }, delay == null ? POLL_MS : delay);
     }
 
     function stopPolling() {
@@ -783,9 +793,9 @@
 
     async function sendMessage() {
       const T = s.thread;
-      const text = T ? T.input.value.trim() : '';
-      if (!text || s.sending) return;
-      if (text.length > MAX_MESSAGE) return setStatus('Messages are limited to 10,000 characters.', 'send');
+      const text = T ? T.input.value : ''; // sent as typed: indentation and line breaks are the visitor's
+      if (!text.trim() || s.sending) return;
+      if (Array.from(text).length > MAX_MESSAGE) return setStatus('Messages are limited to 10,000 characters.', 'send');
       s.sending = true;
       T.send.disabled = true;
       try {
@@ -799,7 +809,7 @@
         T.input.value = '';
         appendMessages([msg]);
         clearStatus('send');
-        schedulePoll();
+        refreshThread(); // whatever arrived before it (an agent's reply) is fetched now
       } catch (err) {
         report(err, 'send');
       } finally {

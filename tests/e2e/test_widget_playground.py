@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, Device
 from conversations.models import Conversation, Message
+from conversations.services import message_post_agent
 from identity.demo import seed_identity
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import CHROMIUM, SCREENSHOTS
@@ -243,6 +244,47 @@ def test_an_agents_reply_through_the_api_appears_in_the_widget(new_page, shop):
     page.get_by_test_id("cs-panel").screenshot(path=str(SCREENSHOTS / "widget-open.png"))
 
 
+def test_a_reply_that_lands_just_before_the_visitor_sends_is_shown_in_order(new_page, shop):
+    # given: a conversation whose thread has just been polled
+    agent = UserFactory(first_name="Sam", password=PASSWORD)
+    MembershipFactory(user=agent, org=shop, role="agent")
+    page = open_playground(new_page)
+    with page.expect_response(lambda r: "/messages" in r.url and r.request.method == "GET"):
+        start_conversation(page, "Where is my parcel?")
+    conversation = Conversation.objects.get()
+
+    # when: an agent replies, and the visitor sends again before the next poll (every 3 s)
+    message_post_agent(
+        org=shop, conversation=conversation, text="What is your order number?", user=agent
+    )
+    send(page, "Also, can I change the address?")
+
+    # then: the reply is fetched at once and sits between the two, where it was said
+    expect(page.locator(AGENT_MESSAGES)).to_contain_text("What is your order number?")
+    texts = page.locator("[data-testid=cs-message] .cs-message-text").all_inner_texts()
+    assert texts == [
+        "Where is my parcel?",
+        "What is your order number?",
+        "Also, can I change the address?",
+    ]
+
+
+def test_a_message_keeps_its_indentation_and_line_breaks(new_page, shop):
+    # given
+    page = open_playground(new_page)
+    page.get_by_test_id("cs-new-conversation").click()
+    typed = "  def hello():\n      return 'hi'  "
+
+    # when
+    page.get_by_test_id("cs-message-input").fill(typed)
+    page.get_by_test_id("cs-send").click()
+
+    # then: stored and shown as typed, as the console keeps an agent's reply
+    expect(page.locator(CONTACT_MESSAGES)).to_have_count(1)
+    assert Message.objects.get().body == typed
+    assert page.locator(CONTACT_MESSAGES).get_attribute("data-id") == str(Message.objects.get().pk)
+
+
 def test_extra_fields_answered_in_the_form_are_stored_on_the_conversation(
     new_page, shop, demo_backend
 ):
@@ -299,3 +341,44 @@ def test_the_copied_embed_snippet_works_on_a_blank_page(new_page, live_server, s
     message = Message.objects.get()
     assert message.body == "Pasted from the playground"
     assert message.conversation.contact.trust == Contact.Trust.ANONYMOUS
+
+
+def test_init_from_the_head_mounts_the_widget_once_the_body_exists(new_page, live_server, shop):
+    # given: a page that calls init() in <head>, before <body> is parsed
+    page = new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/healthz")
+
+    # when
+    page.set_content(
+        f'<!doctype html><html><head><script src="{live_server.url}/static/widget/chatshield.js">'
+        f'</script><script>ChatShield.init({{widgetToken: "{shop.widget_token}"}});</script>'
+        "</head><body><h1>Our shop</h1></body></html>"
+    )
+    page.get_by_test_id("cs-launcher").click()
+
+    # then
+    expect(page.get_by_test_id("cs-panel")).to_be_visible()
+    start_conversation(page, "Hello from a head script")
+    assert errors == []
+    assert Message.objects.get().body == "Hello from a head script"
+
+
+def test_a_long_thread_is_fetched_page_after_page_without_waiting_for_the_poll(new_page, shop):
+    # given: a visitor's conversation that already holds 450 messages (three of the server's pages)
+    page = open_playground(new_page)
+    start_conversation(page, "message 0")
+    conversation = Conversation.objects.get()
+    Message.objects.bulk_create(
+        Message(org=shop, conversation=conversation, sender_kind="agent", body=f"reply {n}")
+        for n in range(449)
+    )
+
+    # when: the visitor opens it again
+    page.get_by_test_id("cs-back").click()
+    page.get_by_test_id("cs-conversation").first.click()
+
+    # then: all of it, well within one 3 s poll interval
+    expect(page.locator("[data-testid=cs-message]")).to_have_count(450, timeout=2_500)
+    assert page.locator(AGENT_MESSAGES).last.locator(".cs-message-text").inner_text() == "reply 448"
