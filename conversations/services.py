@@ -275,7 +275,7 @@ def conversation_assign(
     """Assign a conversation to an active member of `org`, or unassign it with None."""
     _same_org(org=org, conversation=conversation)
     if assignee is not None and not (
-        assignee.is_active and Membership.objects.filter(org=org, user=assignee).exists()
+        Membership.objects.in_force().filter(org=org, user=assignee).exists()
     ):
         raise ValidationError({"assignee": ["Must be an active member of this organization."]})
     locked = _conversation_lock(conversation)

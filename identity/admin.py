@@ -629,6 +629,12 @@ for model, model_admin in (
 # --- memberships -------------------------------------------------------------------------------
 
 
+MEMBER_NOT_ADDABLE = (
+    "No account with this email can be added here. A superuser creates accounts, and adds people "
+    "who already belong to another organization."
+)
+
+
 class MembershipForm(forms.ModelForm):
     """Add an existing user by email (never a list of every account); owners alone grant owner."""
 
@@ -651,10 +657,22 @@ class MembershipForm(forms.ModelForm):
 
     def clean_email(self):
         email = normalize_email(self.cleaned_data["email"])
-        user = User.objects.filter(email=email, is_active=True).first()
-        if user is None:
-            raise ValidationError("No active user has this email. A superuser creates accounts.")
+        user = User.objects.filter(email=email, is_active=True, is_staff=True).first()
+        # One answer for "no such account" and "not yours to add": the form is no oracle of who
+        # has an account elsewhere on the instance.
+        if user is None or not self._may_add(user):
+            raise ValidationError(MEMBER_NOT_ADDABLE)
         return user
+
+    def _may_add(self, user: User) -> bool:
+        """A superuser adds anyone. An operator adds an account that belongs to no organization
+        yet (a superuser's new account) or only to organizations they operate too: never
+        another tenant's agent, whose inbox and lists would then fill with this org's contacts
+        without anyone there agreeing to it."""
+        if self.request.user.is_active and self.request.user.is_superuser:
+            return True
+        theirs = set(Membership.objects.filter(user=user).values_list("org_id", flat=True))
+        return theirs <= org_ids_with_role(self.request, OPERATOR_ROLES)
 
     def clean(self):
         cleaned = super().clean()

@@ -132,6 +132,14 @@ class Organization(models.Model):
         return self.name
 
 
+class MembershipQuerySet(models.QuerySet):
+    def in_force(self) -> "MembershipQuerySet":
+        """Memberships that give access: an active user's who is staff. Every member is staff
+        (SPEC §6), so unticking "staff" or "active" cuts a user off everywhere at once: the API,
+        the console and the admin, which asks the same of its users."""
+        return self.filter(user__is_active=True, user__is_staff=True)
+
+
 class Membership(models.Model):
     """An agent's place in an org. Owners and admins are operators."""
 
@@ -146,6 +154,8 @@ class Membership(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.AGENT)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = MembershipQuerySet.as_manager()
 
     class Meta:
         ordering = ["org__name", "user__email"]

@@ -52,7 +52,9 @@ def organization_for_widget_token(*, widget_token: str) -> Organization | None:
 
 def membership_for(*, user: User, org_id) -> Membership:
     """The caller's membership in an org; an org they do not belong to is a 404, not a 403."""
-    membership = Membership.objects.select_related("org").filter(user=user, org_id=org_id).first()
+    membership = (
+        Membership.objects.in_force().select_related("org").filter(user=user, org_id=org_id).first()
+    )
     if membership is None:
         raise NotFound()
     return membership

@@ -62,14 +62,16 @@ def _membership(request) -> Membership | None:
     remembered = request.session.get(ORG_SESSION_KEY)
     if remembered:
         membership = (
-            Membership.objects.select_related("org")
+            Membership.objects.in_force()
+            .select_related("org")
             .filter(user=request.user, org_id=remembered)
             .first()
         )
         if membership is not None:
             return membership
     return (
-        Membership.objects.select_related("org")
+        Membership.objects.in_force()
+        .select_related("org")
         .filter(user=request.user)
         .order_by("org__name", "org_id")
         .first()
@@ -87,7 +89,10 @@ def inbox(request):
     if membership is None:
         return render(request, "console/no_org.html", status=200)
     memberships = (
-        Membership.objects.select_related("org").filter(user=request.user).order_by("org__name")
+        Membership.objects.in_force()
+        .select_related("org")
+        .filter(user=request.user)
+        .order_by("org__name")
     )
     filter_form = InboxFilterForm(request.GET)
     conversations = selectors.conversation_inbox(org=membership.org, **filter_form.filters())

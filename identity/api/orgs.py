@@ -29,5 +29,5 @@ class MyOrgsViewSet(viewsets.ViewSet):
     def list(self, request):
         if not request.user:
             raise Unauthenticated()
-        memberships = Membership.objects.select_related("org").filter(user=request.user)
+        memberships = Membership.objects.in_force().select_related("org").filter(user=request.user)
         return Response(MembershipOutputSerializer(memberships, many=True).data)

@@ -640,6 +640,72 @@ def test_operator_adds_an_existing_user_by_email(operator_admin, org):
     assert Membership.objects.get(user=newcomer).org == org
 
 
+NOT_ADDABLE = (
+    "No account with this email can be added here. A superuser creates accounts, and adds people "
+    "who already belong to another organization."
+)
+
+
+@pytest.mark.parametrize("who", ["nobody", "another tenant's agent", "not staff", "inactive"])
+def test_an_operator_cannot_add_another_tenants_agent_or_learn_who_has_an_account(
+    operator_admin, org, other_org, who
+):
+    # given
+    email = "someone@agents.test"
+    if who == "another tenant's agent":
+        MembershipFactory(org=other_org, user=UserFactory(email=email), role="agent")
+    elif who == "not staff":
+        UserFactory(email=email, is_staff=False)
+    elif who == "inactive":
+        UserFactory(email=email, is_active=False)
+    before = Membership.objects.count()
+
+    # when
+    response = operator_admin.post(
+        "/admin/identity/membership/add/",
+        {"email": email, "org": str(org.pk), "role": "agent"},
+    )
+
+    # then: the same answer whether the account exists or not, and no membership
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"email": [NOT_ADDABLE]}
+    assert Membership.objects.count() == before
+
+
+def test_an_operator_of_both_orgs_adds_a_member_of_one_to_the_other(
+    operator_admin, operator_user, org, other_org
+):
+    # given
+    MembershipFactory(org=other_org, user=operator_user, role="admin")
+    colleague = MembershipFactory(org=other_org, role="agent").user
+
+    # when
+    response = operator_admin.post(
+        "/admin/identity/membership/add/",
+        {"email": colleague.email, "org": str(org.pk), "role": "agent"},
+    )
+
+    # then
+    assert response.status_code == 302
+    assert Membership.objects.filter(user=colleague, org=org).exists()
+
+
+def test_a_superuser_adds_another_tenants_agent(org, other_org):
+    # given
+    root = UserFactory(is_superuser=True)
+    agent = MembershipFactory(org=other_org, role="agent").user
+
+    # when
+    response = admin_client(root).post(
+        "/admin/identity/membership/add/",
+        {"email": agent.email, "org": str(org.pk), "role": "agent"},
+    )
+
+    # then
+    assert response.status_code == 302
+    assert Membership.objects.filter(user=agent, org=org).exists()
+
+
 def test_an_admin_cannot_grant_owner(org):
     admin_user = MembershipFactory(org=org, role="admin").user
     newcomer = UserFactory()
