@@ -840,11 +840,14 @@ class ApiKeyAdmin(SecretAdminMixin, admin.ModelAdmin):
             name=data["name"],
             scopes=list(data["scopes"]),
             expires_at=data.get("expires_at"),
+            ip=client_ip(request),
         )
         return issued.api_key, issued.key
 
     def deactivate(self, request, obj):
-        services.api_key_revoke(org=obj.org, api_key_id=obj.pk, revoked_by=request.user)
+        services.api_key_revoke(
+            org=obj.org, api_key_id=obj.pk, revoked_by=request.user, ip=client_ip(request)
+        )
 
     has_revoke_permission = SecretAdminMixin.has_deactivate_permission
 
@@ -930,18 +933,23 @@ class SigningSecretAdmin(SecretAdminMixin, admin.ModelAdmin):
 
     def create(self, request, data):
         if data["algorithm"] == SigningSecret.Algorithm.HS256:
-            issued = services.signing_secret_create_shared(org=data["org"], created_by=request.user)
+            issued = services.signing_secret_create_shared(
+                org=data["org"], created_by=request.user, ip=client_ip(request)
+            )
             return issued.signing_secret, issued.secret
         created = services.signing_secret_create_public_key(
             org=data["org"],
             created_by=request.user,
             algorithm=data["algorithm"],
             public_key=data["public_key"],
+            ip=client_ip(request),
         )
         return created, None
 
     def deactivate(self, request, obj):
-        services.signing_secret_retire(org=obj.org, kid=obj.kid, retired_by=request.user)
+        services.signing_secret_retire(
+            org=obj.org, kid=obj.kid, retired_by=request.user, ip=client_ip(request)
+        )
 
     has_retire_permission = SecretAdminMixin.has_deactivate_permission
 

@@ -457,6 +457,30 @@ def test_operator_revokes_keys_with_the_action_and_the_row_button(
     assert second.revoked_at is not None
 
 
+def test_keys_and_secrets_made_and_ended_in_the_admin_are_audited_with_the_ip(
+    operator_admin, org
+):
+    # when: an operator at 203.0.113.7 creates and revokes a key, and creates and retires a secret
+    ip = {"REMOTE_ADDR": "203.0.113.7"}
+    operator_admin.post(
+        f"{API_KEYS}add/",
+        {"org": str(org.pk), "name": "Backend", "scopes": ["contacts:read"]},
+        **ip,
+    )
+    operator_admin.post(f"{API_KEYS}{ApiKey.objects.get().pk}/revoke/", **ip)
+    operator_admin.post(f"{SIGNING_SECRETS}add/", {"org": str(org.pk), "algorithm": "HS256"}, **ip)
+    operator_admin.post(f"{SIGNING_SECRETS}{SigningSecret.objects.get().pk}/retire/", **ip)
+
+    # then: as through the API, each audit row says where it came from
+    events = AuditEvent.objects.order_by("pk").values_list("action", "ip")
+    assert list(events) == [
+        ("api_key.created", "203.0.113.7"),
+        ("api_key.revoked", "203.0.113.7"),
+        ("signing_secret.created", "203.0.113.7"),
+        ("signing_secret.retired", "203.0.113.7"),
+    ]
+
+
 def test_operator_cannot_revoke_another_orgs_key(operator_admin, other_org):
     key = api_key_create(
         org=other_org, created_by=None, name="theirs", scopes=["contacts:read"], expires_at=None
