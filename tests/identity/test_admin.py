@@ -457,9 +457,7 @@ def test_operator_revokes_keys_with_the_action_and_the_row_button(
     assert second.revoked_at is not None
 
 
-def test_keys_and_secrets_made_and_ended_in_the_admin_are_audited_with_the_ip(
-    operator_admin, org
-):
+def test_keys_and_secrets_made_and_ended_in_the_admin_are_audited_with_the_ip(operator_admin, org):
     # when: an operator at 203.0.113.7 creates and revokes a key, and creates and retires a secret
     ip = {"REMOTE_ADDR": "203.0.113.7"}
     operator_admin.post(
