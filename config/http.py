@@ -26,3 +26,21 @@ def client_ip(request) -> str:
         return str(ipaddress.ip_address(chosen))
     except ValueError:
         return remote
+
+
+def client_network(ip: str) -> str:
+    """What per-client limits count: an IPv4 address itself, an IPv6 address's /64.
+
+    One IPv6 host usually holds a whole /64 and can send from any address in it, so counting
+    single addresses would give it billions of fresh budgets. An IPv4-mapped address counts as
+    its IPv4 address. Anything else (no address at all) is counted as it is.
+    """
+    if ":" not in ip:
+        return ip
+    try:
+        address = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return ip
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))

@@ -3,7 +3,7 @@
 from rest_framework.throttling import SimpleRateThrottle
 
 from config.counters import counter_hit, counters_hit
-from config.http import client_ip
+from config.http import client_ip, client_network
 
 
 class WindowRateThrottle(SimpleRateThrottle):
@@ -45,10 +45,12 @@ class WindowRateThrottle(SimpleRateThrottle):
 
 
 class ClientIpRateThrottle(WindowRateThrottle):
-    """A per-client-IP rate; subclasses name the scope whose rate the settings give."""
+    """A per-client-IP rate (an IPv6 client's /64); subclasses name the scope whose rate the
+    settings give."""
 
     def get_cache_key(self, request, view):
-        return self.cache_format % {"scope": self.scope, "ident": client_ip(request)}
+        ident = client_network(client_ip(request))
+        return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
 class AgentSignInIpThrottle(ClientIpRateThrottle):
