@@ -11,11 +11,35 @@ ALLOWED_METHODS = "GET, POST, OPTIONS"
 PREFLIGHT_MAX_AGE = "600"
 # Server-to-server: a browser has no business calling it, so it gets no CORS headers at all.
 NOT_FOR_BROWSERS = ("/widget/authenticate-user",)
+# Tiledesk's visitor sign-ins, which its browser clients call from the customer's pages: the
+# preflight is answered here, the response's CORS by the view, which knows the org
+# (contacts.api.v3).
+TILEDESK_BROWSER_ROUTES = ("/v3/auth/signinAnonymously", "/v3/auth/signinWithCustomToken")
 
 
 def _origin_allowed(org, origin: str) -> bool:
     allowed = org.allowed_origins or []
     return not allowed or origin in allowed
+
+
+def cors_preflight(origin: str, *, methods: str = ALLOWED_METHODS) -> HttpResponse:
+    """The 204 answer to a browser's preflight from `origin`."""
+    response = HttpResponse(status=204)
+    response["Access-Control-Allow-Methods"] = methods
+    response["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+    response["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+    patch_vary_headers(response, ["Origin"])
+    return WidgetCorsMiddleware._allow(response, origin)
+
+
+def cors_for_org(request, response, org):
+    """Let the page at the request's Origin read `response`, unless `org` (when known) does not
+    allow that origin. Every response says `Vary: Origin`."""
+    patch_vary_headers(response, ["Origin"])
+    origin = request.META.get("HTTP_ORIGIN")
+    if origin and (org is None or _origin_allowed(org, origin)):
+        WidgetCorsMiddleware._allow(response, origin)
+    return response
 
 
 class WidgetCorsMiddleware:
@@ -34,6 +58,11 @@ class WidgetCorsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if request.path in TILEDESK_BROWSER_ROUTES:
+            origin = request.META.get("HTTP_ORIGIN")
+            if request.method == "OPTIONS" and origin:
+                return cors_preflight(origin, methods="POST, OPTIONS")
+            return self.get_response(request)
         if not request.path.startswith("/widget/") or request.path in NOT_FOR_BROWSERS:
             return self.get_response(request)
         response = self._answer(request)
@@ -43,11 +72,7 @@ class WidgetCorsMiddleware:
     def _answer(self, request):
         origin = request.META.get("HTTP_ORIGIN")
         if request.method == "OPTIONS" and origin:
-            response = HttpResponse(status=204)
-            response["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-            response["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
-            response["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
-            return self._allow(response, origin)
+            return cors_preflight(origin)
         if not origin:
             return self.get_response(request)
         org = organization_for_widget_token(

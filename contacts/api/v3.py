@@ -19,6 +19,7 @@ from contacts.api.throttles import (
     AnonymousMintProjectThrottle,
     CustomTokenIpThrottle,
 )
+from contacts.middleware import cors_for_org
 from identity import services as identity_services
 from identity.api.serializers import SignInInputSerializer, TiledeskSignInOutputSerializer
 from identity.api.throttles import AgentSignInIpThrottle
@@ -32,11 +33,28 @@ V3_ERRORS = {
 }
 
 
+# The visitor routes Tiledesk's browser clients call from the customer's pages.
+BROWSER_ACTIONS = ("signin_anonymously", "signin_with_custom_token")
+
+
 class TiledeskAuthViewSet(viewsets.ViewSet):
-    """`/v3/auth/…` in Tiledesk's request and response shapes (`success`, `token: "JWT …"`)."""
+    """`/v3/auth/…` in Tiledesk's request and response shapes (`success`, `token: "JWT …"`).
+
+    The two visitor routes answer CORS as the widget routes do: a preflight for any origin
+    (contacts.middleware, before any throttle counts it), and a response the page may read when
+    the org it signed into allows the page's origin (or when no org was found: such an error
+    tells nothing about one). Agent sign-in is not for browsers' cross-origin calls.
+    """
 
     authentication_classes: list = []
     permission_classes: list = []
+    cors_org = None  # the org a visitor route signed into, set by the action
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self.action_map.get("post") in BROWSER_ACTIONS:
+            cors_for_org(request, response, self.cors_org)
+        return response
 
     @extend_schema(
         request=SignInInputSerializer,
@@ -65,7 +83,7 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
         data = SignInAnonymouslyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
-        org = organization_by_public_id(org_id=fields["id_project"])
+        org = self.cors_org = organization_by_public_id(org_id=fields["id_project"])
         firstname = fields.get("firstname") or ""
         lastname = fields.get("lastname") or ""
         given_name = services.full_name(firstname, lastname)
@@ -111,11 +129,13 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
             raise Unauthenticated()
         resumed = selectors.contact_principal_of_own_token(token=token)
         if resumed is not None:
+            self.cors_org = resumed.org
             return Response(TiledeskCustomTokenOutputSerializer(_resumed(resumed, token)).data)
         issued, claims = services.contact_custom_token_sign_in(
             token=token, user_agent=request.META.get("HTTP_USER_AGENT", "")
         )
         contact = issued.contact
+        self.cors_org = contact.org
         user = {
             "_id": claims["_id"],
             "firstname": claims.get("firstname") or "",
