@@ -2,16 +2,20 @@
 
 import json
 import logging
+import runpy
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import jwt
 import pytest
 from django.conf import settings
 from django.urls import path
+from gunicorn.config import Config
 from rest_framework.test import APIClient
 
+from config.gunicorn_logging import RedactingLogger, redact
 from config.logging import JsonFormatter, RequestIdFilter
 from config.request_id import request_id_var
 from identity.tokens import contact_token_mint
@@ -336,3 +340,46 @@ def test_records_outside_a_request_have_no_request_id():
 
     assert record.request_id is None
     assert json.loads(JsonFormatter().format(record))["request_id"] is None
+
+
+# --- gunicorn's own error log ------------------------------------------------------------------
+
+KEY = "csk_4357306433524851_6AqYxz4IYpQWqa27UHmHZUjaLseu0VwsQKRZgVWC"
+A_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize(
+    ("line", "logged"),
+    [
+        (
+            f"Invalid HTTP Header: 'Authorization Bearer {KEY}'",
+            "Invalid HTTP Header: 'Authorization Bearer [redacted]'",
+        ),
+        (f"Invalid HTTP Header: 'X-Key {KEY}'", "Invalid HTTP Header: 'X-Key [redacted]'"),
+        (
+            f"Invalid HTTP request line: 'GET /widget/me?token={A_JWT}&page=2 HTTP/1.1'",
+            "Invalid HTTP request line: 'GET /widget/me?token=[redacted]&page=2 HTTP/1.1'",
+        ),
+        (f"Error handling request POST /x?{A_JWT}", "Error handling request POST /x?[redacted]"),
+        ("Worker exiting (pid: 12)", "Worker exiting (pid: 12)"),
+    ],
+)
+def test_gunicorns_error_log_never_quotes_a_credential(line, logged):
+    assert redact(line) == logged
+
+
+def test_gunicorn_loads_the_redacting_logger_from_its_config_file(capfd):
+    # given: gunicorn's settings as it reads them from ./gunicorn.conf.py
+    config = Config()
+    namespace = runpy.run_path(str(Path(settings.BASE_DIR) / "gunicorn.conf.py"))
+    config.set("logger_class", namespace["logger_class"])
+
+    # when
+    logger = config.logger_class(config)
+    logger.warning("Invalid request from ip=%s: %s", "127.0.0.1", f"Bearer {KEY}")
+
+    # then
+    assert isinstance(logger, RedactingLogger)
+    written = capfd.readouterr().err
+    assert "Invalid request from ip=127.0.0.1: Bearer [redacted]" in written
+    assert KEY not in written

@@ -484,3 +484,24 @@ def test_a_chunked_body_reaches_the_app_and_keeps_its_limits(servers, org):
     assert too_large.status == 413, too_large.body
     assert too_large.body["error"]["code"] == "payload_too_large"
     assert Contact.objects.filter(org=org).count() == 1
+
+
+def test_gunicorns_own_log_of_a_malformed_request_quotes_no_credential(servers):
+    a, _ = servers
+    key = "csk_4357306433524851_6AqYxz4IYpQWqa27UHmHZUjaLseu0VwsQKRZgVWC"
+
+    # when: a header line without its colon, which gunicorn refuses and logs itself
+    with socket.create_connection(("127.0.0.1", a.port), timeout=REQUEST_TIMEOUT_SECONDS) as raw:
+        raw.sendall(
+            b"POST /widget/authenticate-user HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization Bearer " + key.encode() + b"\r\n\r\n"
+        )
+        answer = raw.recv(4096)
+
+    # then
+    assert answer.startswith(b"HTTP/1.1 400")
+    deadline = time.monotonic() + 5
+    while "Invalid request from" not in a.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "Authorization Bearer [redacted]" in a.log_text()
+    assert key not in a.log_text()
