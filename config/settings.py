@@ -1,5 +1,6 @@
 """chatshield settings: one file, every value read from the environment (see .env.example)."""
 
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +11,66 @@ from identity.tokens import derive_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class Env(environ.Env):
+    """django-environ, plus readers that refuse at startup what would fail only on requests."""
+
+    def int_at_least(self, var: str, minimum: int, *, default: int) -> int:
+        value = self.int(var, default=default)
+        if value < minimum:
+            raise ImproperlyConfigured(f"{var} must be at least {minimum}: it is {value}.")
+        return value
+
+    def rate(self, var: str, *, default: str) -> str:
+        value = self.str(var, default=default)
+        if not is_throttle_rate(value):
+            raise ImproperlyConfigured(
+                f"{var} must be a rate N/sec, N/min, N/hour or N/day with N at least 1: "
+                f"it is {value!r}."
+            )
+        return value
+
+    def database(self, var: str, *, default: str) -> dict:
+        """`env.db`, refusing what Django would only refuse at the first query."""
+        with warnings.catch_warnings():
+            # django-environ's warning for a URL it cannot read quotes it, password included.
+            warnings.filterwarnings("ignore", message="Engine not recognized")
+            try:
+                config = self.db(var, default=default)
+            except ValueError as error:  # e.g. a port that is not a number
+                raise ImproperlyConfigured(f"{var} is not a database URL: {error}") from error
+        if "ENGINE" not in config:
+            raise ImproperlyConfigured(
+                f"{var} is not a database URL django-environ can read: "
+                "postgres://user:password@host:5432/name or sqlite:///path."
+            )
+        if (
+            config["ENGINE"] == "django.db.backends.postgresql"
+            and not config["NAME"]
+            and not config.get("OPTIONS", {}).get("service")
+        ):
+            raise ImproperlyConfigured(
+                f"{var} names no database: postgres://user:password@host:5432/name."
+            )
+        return config
+
+
+def is_throttle_rate(value: str) -> bool:
+    """Whether DRF's SimpleRateThrottle.parse_rate reads `value`, as a rate of at least 1.
+
+    parse_rate splits on "/" into exactly two parts, reads the first with int() and the period
+    by its first letter (s, m, h or d); anything else raises at the first throttled request.
+    """
+    parts = value.split("/")
+    if len(parts) != 2 or parts[1][:1] not in {"s", "m", "h", "d"}:
+        return False
+    try:
+        return int(parts[0]) >= 1
+    except ValueError:
+        return False
+
+
+env = Env()
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
 
@@ -43,7 +103,8 @@ PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 DEMO_MODE = env.bool("DEMO_MODE", default=False)
 DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="")
 DEMO_AGENT_PASSWORD = env.str("DEMO_AGENT_PASSWORD", default="")
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Negative would trust X-Forwarded-Proto from direct clients (SECURE_PROXY_SSL_HEADER below).
+TRUSTED_PROXY_COUNT = env.int_at_least("TRUSTED_PROXY_COUNT", 0, default=0)
 # bench/run.py only: a bare DRF route (bench/baseline) that the hot routes are measured against.
 BENCH_BASELINE = env.bool("CHATSHIELD_BENCH_BASELINE", default=False)
 
@@ -119,7 +180,9 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES = {
+    "default": env.database("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend, with a health check that asks the socket before the server
     # (config/postgresql/base.py).
@@ -145,6 +208,15 @@ if TEST_DATABASE_NAME := env.str("TEST_DATABASE_NAME", default=""):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# django-redis splits the value on commas (a primary, then replicas); redis-py reads each URL only
+# with these schemes, and would raise on every cache access instead.
+if REDIS_URL and not all(
+    url.startswith(("redis://", "rediss://", "unix://")) for url in REDIS_URL.split(",")
+):
+    raise ImproperlyConfigured(
+        "REDIS_URL must start with redis://, rediss:// or unix:// (each URL, when it lists "
+        "several)."
+    )
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -226,19 +298,20 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
-        "agent_signin_ip": env.str("THROTTLE_AGENT_SIGNIN_IP", default="30/min"),
-        "anonymous_mint_ip": env.str("THROTTLE_ANONYMOUS_MINT_IP", default="60/min"),
-        "anonymous_mint_widget": env.str("THROTTLE_ANONYMOUS_MINT_WIDGET", default="600/min"),
-        "authenticate_user_key": env.str("THROTTLE_AUTHENTICATE_USER_KEY", default="1200/min"),
-        "custom_token": env.str("THROTTLE_CUSTOM_TOKEN_IP", default="120/min"),
+        "agent_signin_ip": env.rate("THROTTLE_AGENT_SIGNIN_IP", default="30/min"),
+        "anonymous_mint_ip": env.rate("THROTTLE_ANONYMOUS_MINT_IP", default="60/min"),
+        "anonymous_mint_widget": env.rate("THROTTLE_ANONYMOUS_MINT_WIDGET", default="600/min"),
+        "authenticate_user_key": env.rate("THROTTLE_AUTHENTICATE_USER_KEY", default="1200/min"),
+        "custom_token": env.rate("THROTTLE_CUSTOM_TOKEN_IP", default="120/min"),
     },
 }
 
 # Agent sign-in lockout (SPEC §5): failures counted per account and per client IP.
-LOCKOUT_MAX_FAILURES = env.int("LOCKOUT_MAX_FAILURES", default=5)
-LOCKOUT_WINDOW_SECONDS = env.int("LOCKOUT_WINDOW_SECONDS", default=15 * 60)
+# Below 1, a limit refuses every sign-in (the right password included) and a window counts none.
+LOCKOUT_MAX_FAILURES = env.int_at_least("LOCKOUT_MAX_FAILURES", 1, default=5)
+LOCKOUT_WINDOW_SECONDS = env.int_at_least("LOCKOUT_WINDOW_SECONDS", 1, default=15 * 60)
 # A shared office NAT should not lock everyone out after five typos, so IPs get more room.
-LOCKOUT_IP_MAX_FAILURES = env.int("LOCKOUT_IP_MAX_FAILURES", default=20)
+LOCKOUT_IP_MAX_FAILURES = env.int_at_least("LOCKOUT_IP_MAX_FAILURES", 1, default=20)
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("AGENT_ACCESS_TOKEN_MINUTES", default=15)),

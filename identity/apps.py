@@ -6,4 +6,5 @@ class IdentityConfig(AppConfig):
     name = "identity"
 
     def ready(self):
+        from config import checks  # noqa: F401 - registers the deploy checks
         from identity import schema  # noqa: F401 - registers the OpenAPI auth extensions

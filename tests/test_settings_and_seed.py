@@ -236,6 +236,9 @@ PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "p" * 20 + "rod-secret-key-with-enough-entropy-1234567890",
     "DJANGO_ALLOWED_HOSTS": "chat.example.com",
     "PUBLIC_URL": "https://chat.example.com",
+    "DATABASE_URL": "postgres://chatshield:secret@db:5432/chatshield",
+    "REDIS_URL": "redis://redis:6379/0",
+    "TRUSTED_PROXY_COUNT": "1",
 }
 
 
