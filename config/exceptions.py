@@ -8,14 +8,16 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django_redis.exceptions import ConnectionInterrupted
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
 
-CACHE_ERRORS = (ConnectionInterrupted, RedisConnectionError, RedisTimeoutError)
+# Redis down or slow, and Redis up but refusing writes: full under `noeviction` (OOM), a read-only
+# replica (READONLY), unable to persist (MISCONF). Each means the counters and the replay store
+# cannot be kept, so the request is refused with a 503, never a 500.
+CACHE_ERRORS = (ConnectionInterrupted, RedisError)
 
 
 class ApplicationError(exceptions.APIException):
@@ -132,7 +134,7 @@ def exception_handler(exc, context):
         exc = ServiceUnavailable()
     elif isinstance(exc, CACHE_ERRORS):
         # Redis is down: throttles, lockouts and replay checks cannot be enforced, so refuse.
-        logger.warning("cache unavailable: %s", type(exc).__name__)
+        logger.warning("cache unavailable: %s: %s", type(exc).__name__, exc)
         exc = ServiceUnavailable()
     if not isinstance(exc, exceptions.APIException):
         return None
@@ -159,6 +161,19 @@ def exception_handler(exc, context):
             code = _CODES.get(status_code, "error")
         body = error_body(code=code, message=str(exc.detail), path=path)
     return Response(body, status=status_code, headers=headers)
+
+
+def service_unavailable(request, exc: Exception) -> JsonResponse | None:
+    """The 503 for a database or cache failure outside DRF's views (the admin's and the
+    console's forms), as DRF's views answer it; None for any other exception."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("database unavailable: %s", type(exc).__name__)
+    elif isinstance(exc, CACHE_ERRORS):
+        logger.warning("cache unavailable: %s: %s", type(exc).__name__, exc)
+    else:
+        return None
+    unavailable = ServiceUnavailable()
+    return json_error(request, 503, unavailable.default_code, str(unavailable.detail))
 
 
 def json_error(request, status_code: int, code: str, message: str) -> JsonResponse:

@@ -1,9 +1,9 @@
-"""Request middleware: the body-size limit, before anything reads the body, and the pages'
-Content-Security-Policy."""
+"""Request middleware: the body-size limit, before anything reads the body, the pages'
+Content-Security-Policy, and the 503 for a failing database or cache outside DRF."""
 
 from django.conf import settings
 
-from config.exceptions import PayloadTooLarge, json_error
+from config.exceptions import PayloadTooLarge, json_error, service_unavailable
 
 
 class BodySizeLimitMiddleware:
@@ -44,3 +44,20 @@ class ContentSecurityPolicyMiddleware:
         ):
             response["Content-Security-Policy"] = self.policy
         return response
+
+
+class ServiceUnavailableMiddleware:
+    """Answer a database or cache failure in a plain Django view with DRF's 503, not a 500.
+
+    DRF's exception handler covers the API; the admin's and the console's sign-in and add forms
+    reach the lockout counters and the one-time submission ids in Redis too.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        return service_unavailable(request, exception)

@@ -39,7 +39,9 @@ def readyz(request):
     except DatabaseError:
         return Response({"status": "database unavailable"}, status=503)
     try:
-        cache.get(READYZ_CACHE_KEY)
+        # A write: a full (noeviction) or read-only Redis still answers reads, and would keep
+        # this server in rotation while every sign-in fails.
+        cache.set(READYZ_CACHE_KEY, 1, timeout=5)
     except CACHE_ERRORS:
         return Response({"status": "cache unavailable"}, status=503)
     return Response({"status": "ok"})

@@ -6,6 +6,7 @@ import pytest
 from django.db import InterfaceError, OperationalError, connection
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 
 from contacts.models import Contact, Device
 from tests.contacts.conftest import mint, widget_client
@@ -86,11 +87,14 @@ def test_the_service_answers_again_once_the_database_is_back(widget):
     assert Contact.objects.count() == 1
 
 
-@pytest.mark.parametrize("error", [RedisConnectionError, ConnectionInterrupted])
+@pytest.mark.parametrize(
+    "error", [RedisConnectionError, ConnectionInterrupted, OutOfMemoryError, ReadOnlyError]
+)
 def test_a_mint_while_redis_is_down_is_a_503_envelope_and_writes_nothing(
     widget, monkeypatch, error
 ):
-    # given: the shared cache behind the throttles refuses connections
+    # given: the shared cache behind the throttles refuses connections, or refuses writes (full
+    # under noeviction, a read-only replica)
     def refuse(*args, **kwargs):
         raise error("Connection refused")
 
@@ -103,3 +107,23 @@ def test_a_mint_while_redis_is_down_is_a_503_envelope_and_writes_nothing(
     assert response.status_code == 503
     assert response.json() == SERVICE_UNAVAILABLE
     assert Contact.objects.count() == 0
+
+
+@pytest.mark.parametrize("error", [RedisConnectionError, OutOfMemoryError])
+@pytest.mark.parametrize("path", ["/admin/login/", "/console/login"])
+def test_a_sign_in_form_while_redis_fails_is_a_503_envelope(
+    client, agent_user, monkeypatch, error, path
+):
+    # given: the lockout counters behind the admin's and the console's sign-in are unreachable
+    def refuse(*args, **kwargs):
+        raise error("Connection refused")
+
+    monkeypatch.setattr("identity.lockout.cache.get_many", refuse)
+    monkeypatch.setattr("identity.lockout.counters_hit", refuse)
+
+    # when
+    response = client.post(path, {"username": agent_user.email, "password": "whatever"})
+
+    # then: the 503 the API answers, not a 500
+    assert response.status_code == 503
+    assert response.json() == SERVICE_UNAVAILABLE

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from rest_framework.exceptions import PermissionDenied
 
 from config.exceptions import exception_handler
@@ -189,12 +190,15 @@ def test_readyz_is_503_when_the_database_fails(client, monkeypatch):
     assert response.json() == {"status": "database unavailable"}
 
 
-@pytest.mark.parametrize("error", [RedisConnectionError, ConnectionInterrupted])
+@pytest.mark.parametrize(
+    "error", [RedisConnectionError, ConnectionInterrupted, OutOfMemoryError, ReadOnlyError]
+)
 def test_readyz_is_503_when_the_shared_cache_fails(client, monkeypatch, error):
+    # given: a cache that cannot be reached, or (full, read-only) still reads but refuses writes
     def refuse(*args, **kwargs):
         raise error("Connection refused")
 
-    monkeypatch.setattr("config.views.cache.get", refuse)
+    monkeypatch.setattr("config.views.cache.set", refuse)
 
     response = client.get("/readyz")
 
