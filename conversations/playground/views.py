@@ -49,6 +49,7 @@ def playground(request):
     script_url = request.build_absolute_uri(static("widget/chatshield.js"))
     backend_url = reverse("playground:demo-backend-authenticate")
     config = {
+        "orgId": str(org.pk),
         "orgSlug": org.slug,
         "orgName": org.name,
         "widgetToken": org.widget_token,

@@ -14,7 +14,7 @@
   const snippetNote = document.getElementById('pg-snippet-note');
   const errorEl = form.querySelector('[data-testid="pg-error"]');
   const extraBlock = form.querySelector('[data-extra]');
-  const storePrefix = 'chatshield:' + cfg.widgetToken + ':';
+  const storePrefix = 'chatshield:' + cfg.orgId + ':'; // the widget keeps its device per org
   const DEBOUNCE_MS = 350;
 
   // What collectUserData starts as when a model is picked; it can be toggled afterwards.

@@ -8,24 +8,30 @@
  *
  * Identity: anonymous (no details) and non-verified (collectUserData form → "collect_form"; page-given
  * user.data / user.customData → "browser") contacts get a token minted here and kept per org in
- * localStorage (`chatshield:<widgetToken>:token`); it is always sent back when minting so the server
- * keeps the same contact and device. A verified user.token comes from the customer's backend: never
- * minted or stored here; on 401 onTokenExpired() may replace it, else the widget shows "expired". A
- * device token still stored when a verified token arrives is offered once to /widget/contacts/adopt.
+ * localStorage (`chatshield:<org id>:token`, so rotating the widget token strands nobody); it is
+ * always sent back when minting so the server keeps the same contact and device. A verified
+ * user.token comes from the customer's backend: never minted or stored here; on 401
+ * onTokenExpired() may replace it, else the widget shows "expired". A device token still stored
+ * when a verified token arrives is offered once to /widget/contacts/adopt.
  * externalId narrows history, so a generated one is used only by unverified contacts: a verified
  * contact's history spans devices, and it sends only the externalId the page gave.
+ * The pre-chat form asks for the org's extraDataCollectionFields whenever the server requires one of
+ * them (it refuses a conversation without): the page's list may only relabel, reorder or leave out
+ * optional ones.
  * Visitor and agent text is only ever inserted with textContent.
  */
 (function (global) {
   'use strict';
   if (global.ChatShield && global.ChatShield.version) return;
 
-  const VERSION = '1.0.0';
+  const VERSION = '1.1.0';
   const POLL_MS = 3000;
+  const CONFIG_RETRY_MS = [3000, 60000]; // first and longest wait before asking for the config again
   const MAX_MESSAGE = 10000; // characters (code points), as the server counts them
   const THREAD_PAGE = 200; // the server's page of messages; a full page means more are waiting
   const KINDS = ['contact', 'agent', 'system'];
   const FIELD_TYPES = ['text', 'email', 'number', 'select', 'checkbox'];
+  const STORED = ['token', 'meta', 'externalId'];
   const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
   const DEAD = new Error('ChatShield was destroyed');
   const noop = () => {};
@@ -163,6 +169,46 @@
     return hash.toString(36);
   }
 
+  // Up to 1.0 the entries were keyed by widget token (`chatshield:wgt_…:`), which rotating the token
+  // stranded. The newest such entries whose token names this org (`aud`) move into `store`; the
+  // org's older ones, devices just as stranded, go with them. Other orgs' entries stay.
+  function adoptLegacyEntries(store, orgId) {
+    try {
+      const ls = global.localStorage;
+      const found = [];
+      for (let i = 0; i < ls.length; i++) {
+        const m = /^(chatshield:wgt_[^:]*:)token$/.exec(ls.key(i) || '');
+        const c = m ? claims(ls.getItem(m[0])) : {};
+        if (m && c.aud === orgId) found.push({prefix: m[1], iat: Number(c.iat) || 0});
+      }
+      if (!found.length) return;
+      const newest = found.reduce((a, b) => (b.iat > a.iat ? b : a));
+      for (const k of STORED) {
+        const v = ls.getItem(newest.prefix + k);
+        if (v !== null) store.set(k, v);
+      }
+      for (const f of found) for (const k of STORED) ls.removeItem(f.prefix + k);
+    } catch (e) { /* storage refused: nothing to adopt */ }
+  }
+
+  // The server's extraDataCollectionFields are the truth: it refuses unknown names and missing
+  // required answers. A page's list is presentation only: it may relabel and reorder the server's
+  // fields and leave out optional ones; its other names are ignored, required fields always stay.
+  function formFields(server, page) {
+    const known = (Array.isArray(server) ? server : []).filter((f) => f && typeof f.name === 'string' && f.name);
+    if (!Array.isArray(page)) return known;
+    const byName = new Map(known.map((f) => [f.name, f]));
+    const used = new Set();
+    const fields = [];
+    for (const p of page) {
+      const f = p && byName.get(p.name);
+      if (!f || used.has(f.name)) continue;
+      used.add(f.name);
+      fields.push(typeof p.label === 'string' && p.label.trim() ? Object.assign({}, f, {label: p.label}) : f);
+    }
+    return fields.concat(known.filter((f) => f.required && !used.has(f.name)));
+  }
+
   // Tiledesk-style clients hand tokens around as "JWT <jwt>".
   const bareToken = (t) => String(t).trim().replace(/^(JWT|Bearer)\s+/i, '');
 
@@ -212,7 +258,7 @@
   function createWidget(opts) {
     const widgetToken = opts.widgetToken;
     const apiBase = String(opts.apiBase || scriptOrigin || location.origin).replace(/\/+$/, '');
-    const store = makeStore('chatshield:' + widgetToken + ':');
+    let store = null; // per org, so bound only once the config names the org (bindStore)
     const aborter = typeof AbortController === 'function' ? new AbortController() : null;
     const inline = !!(opts.container && opts.container.appendChild);
     const user = Object.assign({}, opts.user);
@@ -224,6 +270,8 @@
       collected: null, // {name?, email?} typed into the form during this page view
       isOpen: false, view: null, list: null, thread: null, session: null, next: null,
       seen: new Set(), lastId: null, pollTimer: null, pollGen: 0, sending: false, statusFrom: null,
+      retryTimer: null, retryMs: 0,
+      forgetDevice: false, // logout() came before the config named the org's store
     };
 
     // ---- HTTP ----
@@ -320,6 +368,15 @@
       if (user.customData && typeof user.customData === 'object') d.customData = user.customData;
       if (s.collected) return Object.assign(d, s.collected, {method: 'collect_form'});
       return s.mode === 'browser' ? Object.assign(d, {method: 'browser'}) : {};
+    }
+
+    function bindStore(orgId) {
+      store = makeStore('chatshield:' + (orgId || widgetToken) + ':');
+      if (orgId && store.get('token') === null && store.get('externalId') === null) adoptLegacyEntries(store, orgId);
+      if (!s.forgetDevice) return;
+      const previous = store.get('token');
+      if (previous) request('POST', '/widget/logout', {token: previous}).catch(noop); // best effort, as in logout()
+      STORED.forEach(store.del);
     }
 
     function readMeta() {
@@ -485,8 +542,7 @@
         root.style.setProperty('--cs-on-primary', textOn(theme.primaryColor));
       }
       s.collect = typeof opts.collectUserData === 'boolean' ? opts.collectUserData : !!cfg.collectUserData;
-      const fields = [opts.extraDataCollectionFields, cfg.extraDataCollectionFields, []].find(Array.isArray);
-      s.fields = fields.filter((f) => f && typeof f.name === 'string' && f.name);
+      s.fields = formFields(cfg.extraDataCollectionFields, opts.extraDataCollectionFields);
     }
 
     const note = (testid, text, hidden) => h('p', {class: 'cs-note', 'data-testid': testid, text, hidden});
@@ -554,14 +610,20 @@
       ])]);
     }
 
+    // Name and email only when collectUserData asks for them, never from a verified visitor.
+    const askIdentity = () => s.collect && s.mode !== 'verified';
+
+    // The extra fields come with collectUserData, and regardless of it when the server requires
+    // one: it refuses a conversation without the answer.
     function newConversation() {
       setStatus('');
-      const identityInputs = s.mode !== 'verified';
-      if (s.collect && (identityInputs || s.fields.length)) showForm(identityInputs);
+      const identityInputs = askIdentity();
+      const fields = s.fields.length > 0 && (s.collect || s.fields.some((f) => f.required));
+      if (identityInputs || fields) showForm(identityInputs);
       else openThread(null);
     }
 
-    // ---- pre-chat form (collectUserData) ----
+    // ---- pre-chat form (collectUserData, extraDataCollectionFields) ----
 
     function fieldRow(f, value) {
       const type = FIELD_TYPES.indexOf(f.type) >= 0 ? f.type : 'text';
@@ -597,29 +659,35 @@
       else r.input.removeAttribute('aria-invalid');
     }
 
-    function showForm(identityInputs) {
+    // `again` re-asks after the server refused: {values typed so far, errors, text of a message
+    // waiting to be sent once the conversation exists}.
+    function showForm(identityInputs, again) {
+      const a = again || {};
+      const typed = a.values || {};
       const prefill = s.collected || opts.prefillUserData || (s.mode === 'browser' && user.data) || {};
+      const value = (name) => (typed[name] != null ? typed[name] : prefill[name]);
       const rows = [];
       if (identityInputs) {
-        rows.push(fieldRow({name: 'name', label: 'Name', required: true, autocomplete: 'name'}, prefill.name));
-        rows.push(fieldRow({name: 'email', label: 'Email', type: 'email', required: true, autocomplete: 'email'}, prefill.email));
+        rows.push(fieldRow({name: 'name', label: 'Name', required: true, autocomplete: 'name'}, value('name')));
+        rows.push(fieldRow({name: 'email', label: 'Email', type: 'email', required: true, autocomplete: 'email'}, value('email')));
       }
-      for (const f of s.fields) if (!rows.some((r) => r.field.name === f.name)) rows.push(fieldRow(f));
+      for (const f of s.fields) if (!rows.some((r) => r.field.name === f.name)) rows.push(fieldRow(f, typed[f.name]));
       const submit = h('button', {type: 'submit', class: 'cs-btn', 'data-testid': 'cs-form-submit', text: 'Start conversation'});
       const intro = identityInputs ? 'Before we start, please tell us how to reach you.' : 'Before we start, please answer a few questions.';
       const form = h('form', {class: 'cs-view cs-form', 'data-testid': 'cs-form', novalidate: true, 'aria-label': 'Your details'},
         [note(null, intro)].concat(rows.map((r) => r.row), [submit]));
-      form.addEventListener('submit', (e) => { e.preventDefault(); submitForm(rows, identityInputs, submit); });
+      form.addEventListener('submit', (e) => { e.preventDefault(); submitForm(rows, identityInputs, submit, a.text); });
       setView('form', form, rows[0].input);
+      if (a.errors && showServerErrors(rows, a.errors)) setStatus('Please check the highlighted fields.', 'form');
       // A returning non-verified visitor gets back what they typed last time.
-      if (identityInputs && !prefill.name && !prefill.email && s.trust === 'non_verified') {
+      if (identityInputs && !value('name') && !value('email') && s.trust === 'non_verified') {
         authed('GET', '/widget/me').then((me) => {
           if (s.view === 'form' && me) for (const r of rows.slice(0, 2)) if (!r.input.value && me[r.field.name]) r.input.value = me[r.field.name];
         }, noop);
       }
     }
 
-    async function submitForm(rows, identityInputs, submit) {
+    async function submitForm(rows, identityInputs, submit, text) {
       if (submit.disabled) return;
       const values = {};
       let firstBad = null;
@@ -649,29 +717,52 @@
           await serial(() => (s.token && readMeta().fp === fingerprint(details) ? null : mint(details)));
         }
         const created = await createSession(Object.keys(answers).length ? answers : null);
-        if (s.view === 'form') openThread(created);
+        if (s.view !== 'form') return;
+        openThread(created);
+        if (text) s.thread.input.value = text;
       } catch (err) {
         if (err.fields && showServerErrors(rows, err.fields)) setStatus('Please check the highlighted fields.', 'form');
-        else report(err, 'form');
+        else if (!(await askForFields(err, values, text))) report(err, 'form');
       } finally {
         submit.disabled = false;
       }
     }
 
     // Validation errors may come as {email: [...]}, {"fields.topic": [...]} or {fields: {topic: [...]}}.
-    function showServerErrors(rows, fields) {
-      let shown = false;
-      for (const key of Object.keys(fields)) {
+    function fieldErrors(fields, into) {
+      const errors = into || Object.create(null);
+      for (const key of Object.keys(fields || {})) {
         const val = fields[key];
-        if (val && typeof val === 'object' && !Array.isArray(val)) {
-          shown = showServerErrors(rows, val) || shown;
-          continue;
-        }
-        const r = rows.find((x) => x.field.name === key.replace(/^fields\./, ''));
-        if (r) setFieldError(r, [].concat(val).join(' '));
-        shown = shown || !!r;
+        if (val && typeof val === 'object' && !Array.isArray(val)) fieldErrors(val, errors);
+        else errors[key.replace(/^fields\./, '')] = [].concat(val).join(' ');
       }
-      return shown;
+      return errors;
+    }
+
+    function showServerErrors(rows, fields) {
+      const errors = fieldErrors(fields);
+      const named = rows.filter((r) => r.field.name in errors);
+      for (const r of named) setFieldError(r, errors[r.field.name]);
+      return named.length > 0;
+    }
+
+    // A 400 naming fields no form on screen shows (the org's fields changed since the config was
+    // read): the config is read again and the form asks for them, with the server's words. False
+    // when the form would show none of those errors: the caller reports the error as it is.
+    async function askForFields(err, values, text) {
+      if (err.status !== 400 || !err.fields) return false;
+      const view = body.firstElementChild;
+      try {
+        s.config = (await request('GET', '/widget/config')) || s.config;
+        applyConfig();
+      } catch (e) { /* the fields already known will have to do */ }
+      if (s.dead || body.firstElementChild !== view) return true; // the visitor has moved on
+      const identityInputs = askIdentity();
+      const errors = fieldErrors(err.fields);
+      const names = s.fields.map((f) => f.name).concat(identityInputs ? ['name', 'email'] : []);
+      if (!names.some((n) => n in errors)) return false;
+      showForm(identityInputs, {values, errors: err.fields, text});
+      return true;
     }
 
     function createSession(fields) {
@@ -800,7 +891,13 @@
       T.send.disabled = true;
       try {
         if (s.session.id == null) { // a new conversation starts with its first message
-          const created = await createSession(null);
+          let created;
+          try {
+            created = await createSession(null);
+          } catch (err) {
+            if (s.thread === T && await askForFields(err, null, text)) return;
+            throw err;
+          }
           if (s.thread !== T) return;
           s.session = {id: created.id, status: created.status || 'open'};
         }
@@ -841,6 +938,7 @@
       const hadFocus = panel.contains(document.activeElement);
       s.isOpen = false;
       stopPolling();
+      clearTimeout(s.retryTimer);
       panel.hidden = true;
       if (launcher) launcher.setAttribute('aria-expanded', 'false');
       if (launcher && hadFocus) launcher.focus();
@@ -853,7 +951,8 @@
         try { await request('POST', '/widget/logout', {token: s.token}); } catch (e) { /* revoking is best effort */ }
       }
       if (s.dead) return;
-      ['token', 'meta', 'externalId'].forEach(store.del);
+      if (store) STORED.forEach(store.del);
+      else s.forgetDevice = true; // the config has not named the org yet: forget once it does
       for (const k of Object.keys(user)) delete user[k];
       Object.assign(s, {mode: 'anonymous', token: null, trust: null, contactId: null, externalId: null, collected: null,
         expired: false, next: null, signinRequired: !!(s.config && s.config.requireVerifiedIdentity)});
@@ -865,6 +964,7 @@
       if (s.dead) return;
       s.dead = true;
       stopPolling();
+      clearTimeout(s.retryTimer);
       if (aborter) aborter.abort();
       root.remove();
       removeStyles();
@@ -878,20 +978,36 @@
 
     async function start() {
       s.starting = true;
+      clearTimeout(s.retryTimer);
       try {
         if (!s.config) {
           s.config = (await request('GET', '/widget/config')) || {};
+          bindStore(s.config.org && s.config.org.id);
           applyConfig();
         }
         await establishIdentity();
         clearStatus('start');
       } catch (err) {
         report(err, 'start');
+        if (!s.config) retryConfig(err);
         throw err;
       } finally {
         s.starting = false;
         if (!s.dead && (s.view === 'loading' || s.view === 'list')) showHome();
       }
+    }
+
+    // Nothing works without the config, so while the panel is open a failed load is tried again:
+    // after the server's Retry-After, else after 3 s, doubling up to 60 s. `ready` stays the first
+    // attempt's outcome; opening the panel again tries at once.
+    function retryConfig(err) {
+      const lasting = err.status && err.status < 500 && err.status !== 429; // e.g. an unknown widget token
+      if (s.dead || !s.isOpen || !(err instanceof ApiError) || lasting) return;
+      s.retryMs = Math.min(s.retryMs ? s.retryMs * 2 : CONFIG_RETRY_MS[0], CONFIG_RETRY_MS[1]);
+      s.retryTimer = setTimeout(() => {
+        s.retryTimer = null;
+        if (!s.dead && s.isOpen && !s.config && !s.starting) start().catch(noop);
+      }, err.retryAfter ? err.retryAfter * 1000 : s.retryMs);
     }
 
     showHome();

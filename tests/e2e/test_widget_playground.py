@@ -75,8 +75,8 @@ def state(page) -> dict:
     return page.evaluate("() => ChatShield._state()")
 
 
-def stored_token(page, widget_token: str):
-    return page.evaluate(f"() => localStorage.getItem('chatshield:{widget_token}:token')")
+def stored_token(page, org_id):
+    return page.evaluate(f"() => localStorage.getItem('chatshield:{org_id}:token')")
 
 
 def start_conversation(page, text: str) -> None:
@@ -196,20 +196,20 @@ def test_logout_clears_the_device_and_the_next_visit_is_a_new_contact(new_page, 
     page = open_playground(new_page)
     start_conversation(page, "Using a shared computer")
     first = state(page)["contactId"]
-    assert stored_token(page, shop.widget_token)
+    assert stored_token(page, shop.pk)
 
     # when
     page.evaluate("() => ChatShield.logout()")
 
     # then
-    assert stored_token(page, shop.widget_token) is None
+    assert stored_token(page, shop.pk) is None
     assert Device.objects.get(contact_id=first).revoked_at is not None
     page.reload()
     wait_ready(page)
     second = state(page)["contactId"]
     assert second
     assert second != first
-    assert stored_token(page, shop.widget_token)
+    assert stored_token(page, shop.pk)
     expect(page.get_by_test_id("cs-empty")).to_be_visible()
     assert conversation_ids(page) == []
 
@@ -382,3 +382,20 @@ def test_a_long_thread_is_fetched_page_after_page_without_waiting_for_the_poll(n
     # then: all of it, well within one 3 s poll interval
     expect(page.locator("[data-testid=cs-message]")).to_have_count(450, timeout=2_500)
     assert page.locator(AGENT_MESSAGES).last.locator(".cs-message-text").inner_text() == "reply 448"
+
+
+def test_the_playground_shows_the_stored_device_and_forgets_it(new_page, shop):
+    # given: an anonymous visitor who chatted, so the widget keeps a device token for the org
+    page = open_playground(new_page)
+    start_conversation(page, "Remember me")
+    first = state(page)["contactId"]
+    expect(page.get_by_test_id("pg-state-stored")).to_have_text("yes")
+
+    # when
+    page.get_by_test_id("pg-forget").click()
+    wait_ready(page)
+
+    # then: the widget starts over as a new contact on this browser
+    assert stored_token(page, shop.pk) is not None
+    assert state(page)["contactId"] not in (None, first)
+    assert Contact.objects.count() == 2
