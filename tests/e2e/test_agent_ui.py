@@ -25,6 +25,8 @@ if not CHROMIUM.exists():
     )
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
+from playwright.sync_api import expect
+
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 SHIELD = "svg[aria-label='Verified']"
@@ -424,7 +426,8 @@ def test_an_operator_copies_a_new_api_key_from_the_page_that_shows_it_once(new_p
     # then: the page's script (a file of this origin, as the policy asks) copied the key
     key = page.locator("#cs-secret").input_value()
     assert key.startswith("csk_")
-    assert page.locator("#cs-copy-status").inner_text() == "Copied to the clipboard."
+    # the clipboard write is asynchronous: wait for the page to say it is done
+    expect(page.locator("#cs-copy-status")).to_have_text("Copied to the clipboard.")
     assert page.evaluate("() => navigator.clipboard.readText()") == key
 
 
