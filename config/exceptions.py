@@ -128,13 +128,7 @@ def exception_handler(exc, context):
         exc = Forbidden()
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
-    elif isinstance(exc, OperationalError | InterfaceError):
-        # The database is down or the connection dropped: a retryable 503, never a stack trace.
-        logger.warning("database unavailable: %s", type(exc).__name__)
-        exc = ServiceUnavailable()
-    elif isinstance(exc, CACHE_ERRORS):
-        # Redis is down: throttles, lockouts and replay checks cannot be enforced, so refuse.
-        logger.warning("cache unavailable: %s: %s", type(exc).__name__, exc)
+    elif _is_unavailable(exc):
         exc = ServiceUnavailable()
     if not isinstance(exc, exceptions.APIException):
         return None
@@ -163,14 +157,25 @@ def exception_handler(exc, context):
     return Response(body, status=status_code, headers=headers)
 
 
+def _is_unavailable(exc: Exception) -> bool:
+    """Whether `exc` is a database or cache failure, which is answered 503 (and logged here)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is down or the connection dropped: a retryable 503, never a stack trace.
+        logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        return True
+    if isinstance(exc, CACHE_ERRORS):
+        # Redis is down or refuses writes: throttles, lockouts and replay checks cannot be
+        # enforced, so refuse.
+        logger.warning("cache unavailable: %s: %s", type(exc).__name__, exc)
+        return True
+    return False
+
+
 def service_unavailable(request, exc: Exception) -> JsonResponse | None:
     """The 503 for a database or cache failure outside DRF's views (the admin's and the
-    console's forms), as DRF's views answer it; None for any other exception."""
-    if isinstance(exc, OperationalError | InterfaceError):
-        logger.warning("database unavailable: %s", type(exc).__name__)
-    elif isinstance(exc, CACHE_ERRORS):
-        logger.warning("cache unavailable: %s: %s", type(exc).__name__, exc)
-    else:
+    console's forms, the widget's CORS check), as DRF's views answer it; None for any other
+    exception."""
+    if not _is_unavailable(exc):
         return None
     unavailable = ServiceUnavailable()
     return json_error(request, 503, unavailable.default_code, str(unavailable.detail))

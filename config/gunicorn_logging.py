@@ -6,6 +6,7 @@ with its URI. Those lines never reach Django's logging, which holds no header or
 (docs/api.md); here the same rule is kept for them.
 """
 
+import logging
 import re
 
 from gunicorn.glogging import Logger
@@ -58,4 +59,10 @@ class RedactingLogger(Logger):
 
 
 def _formatted(msg, args) -> str:
-    return str(msg) % args if args else str(msg)
+    """The line as logging would write it (a lone mapping argument included); a message that
+    does not fit its arguments is kept with them beside it, as the line must never be lost."""
+    record = logging.LogRecord("gunicorn.error", logging.INFO, "", 0, msg, args, None)
+    try:
+        return record.getMessage()
+    except (TypeError, ValueError, KeyError):
+        return f"{msg} {args!r}"

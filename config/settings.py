@@ -75,20 +75,26 @@ if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
 
 
-def _key_value(name: str, *, min_length: int = 0) -> str:
+def _key_value(name: str, *, min_length: int = 0, then: str = "") -> str:
     """A key from the environment, refused when it cannot be what its operator meant.
 
     Whitespace is never part of a generated key, and it is what an env file's trailing comment
     (`KEY=   # signs …`) leaves in the value: django-environ, systemd and `docker --env-file`
-    keep the comment, which would make a public string the key.
+    keep the comment, which would make a public string the key. `then` says what changing it
+    costs, for the message.
     """
     value = env.str(name, default="")
-    if value and (len(value) < min_length or any(c.isspace() for c in value)):
-        raise ImproperlyConfigured(
-            f"{name} must be at least {min_length} characters with no whitespace (a comment on "
-            "its line in an env file becomes part of the value); leave it unset to derive it."
-        )
-    return value
+    if value and any(c.isspace() for c in value):
+        problem = "must contain no whitespace (a comment on its line in an env file becomes part "
+        problem += "of the value)"
+    elif value and len(value) < min_length:
+        problem = f"must be at least {min_length} characters"
+    else:
+        return value
+    remedy = "set it to a random value (secrets.token_urlsafe(50))"
+    if min_length:
+        remedy += " or leave it unset to derive it from DJANGO_SECRET_KEY"
+    raise ImproperlyConfigured(f"{name} {problem}: {remedy}.{then}")
 
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -119,7 +125,10 @@ CONTACT_TOKEN_KEY = _key_value("CONTACT_TOKEN_KEY", min_length=32) or derive_key
 )
 CONTACT_TOKEN_PREVIOUS_KEY = _key_value("CONTACT_TOKEN_PREVIOUS_KEY", min_length=32)
 SIGNING_SECRET_ENCRYPTION_KEY = _key_value(
-    "SIGNING_SECRET_ENCRYPTION_KEY", min_length=32
+    "SIGNING_SECRET_ENCRYPTION_KEY",
+    min_length=32,
+    then=" HS256 signing secrets stored under the old key cannot be read under a new one: "
+    "create new ones and retire the old (docs/deploy.md, Key rotation).",
 ) or derive_key(SECRET_KEY, "signing-secret-encryption")
 if len({AGENT_TOKEN_KEY, CONTACT_TOKEN_KEY, SIGNING_SECRET_ENCRYPTION_KEY}) < 3 or (
     CONTACT_TOKEN_PREVIOUS_KEY in (AGENT_TOKEN_KEY, SIGNING_SECRET_ENCRYPTION_KEY)

@@ -3,7 +3,7 @@
 from django.http import HttpResponse
 from django.utils.cache import patch_vary_headers
 
-from config.exceptions import json_error
+from config.exceptions import json_error, service_unavailable
 from identity.selectors import organization_for_widget_token
 
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Widget-Token"
@@ -75,9 +75,16 @@ class WidgetCorsMiddleware:
             return cors_preflight(origin)
         if not origin:
             return self.get_response(request)
-        org = organization_for_widget_token(
-            widget_token=request.META.get("HTTP_X_WIDGET_TOKEN", "")
-        )
+        try:
+            org = organization_for_widget_token(
+                widget_token=request.META.get("HTTP_X_WIDGET_TOKEN", "")
+            )
+        except Exception as exc:
+            # Outside any view, so neither DRF's handler nor ServiceUnavailableMiddleware sees it.
+            unavailable = service_unavailable(request, exc)
+            if unavailable is None:
+                raise
+            return unavailable
         if org is not None and not _origin_allowed(org, origin):
             return json_error(
                 request, 403, "origin_not_allowed", "This origin may not use this widget."

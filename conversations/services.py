@@ -268,6 +268,9 @@ def conversation_close(
     return locked
 
 
+ASSIGNEE_NOT_A_MEMBER = "Must be an active member of this organization."
+
+
 @transaction.atomic
 def conversation_assign(
     *, org: Organization, conversation: Conversation, assignee: User | None
@@ -277,7 +280,7 @@ def conversation_assign(
     if assignee is not None and not (
         Membership.objects.in_force().filter(org=org, user=assignee).exists()
     ):
-        raise ValidationError({"assignee": ["Must be an active member of this organization."]})
+        raise ValidationError({"assignee": [ASSIGNEE_NOT_A_MEMBER]})
     locked = _conversation_lock(conversation)
     locked.assignee = assignee
     locked.save(update_fields=["assignee"])

@@ -657,7 +657,7 @@ class MembershipForm(forms.ModelForm):
 
     def clean_email(self):
         email = normalize_email(self.cleaned_data["email"])
-        user = User.objects.filter(email=email, is_active=True, is_staff=True).first()
+        user = User.objects.filter(email=email, is_active=True).first()
         # One answer for "no such account" and "not yours to add": the form is no oracle of who
         # has an account elsewhere on the instance.
         if user is None or not self._may_add(user):

@@ -117,6 +117,11 @@ def organization_create(*, name: str, slug: str) -> Organization:
 
 @transaction.atomic
 def membership_set(*, user: User, org: Organization, role: str) -> Membership:
+    """Give `user` `role` in `org`. Members are staff (SPEC §6): a new account the admin created
+    without "staff" becomes staff here, or its membership would give it nothing."""
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
     membership, _ = Membership.objects.update_or_create(user=user, org=org, defaults={"role": role})
     return membership
 

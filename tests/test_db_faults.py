@@ -127,3 +127,22 @@ def test_a_sign_in_form_while_redis_fails_is_a_503_envelope(
     # then: the 503 the API answers, not a 500
     assert response.status_code == 503
     assert response.json() == SERVICE_UNAVAILABLE
+
+
+@pytest.mark.parametrize("error", [RedisConnectionError, OutOfMemoryError, OperationalError])
+def test_a_widget_request_from_a_page_while_a_store_fails_is_a_503_envelope(
+    org, monkeypatch, error
+):
+    # given: the widget token's org cannot be looked up (the CORS check does it first, outside
+    # any view, for every request a customer's page sends with its Origin)
+    def refuse(*args, **kwargs):
+        raise error("Connection refused")
+
+    monkeypatch.setattr("contacts.middleware.organization_for_widget_token", refuse)
+
+    # when
+    response = widget_client(org).get("/widget/config", HTTP_ORIGIN="https://shop.example.com")
+
+    # then
+    assert response.status_code == 503
+    assert response.json() == SERVICE_UNAVAILABLE

@@ -383,3 +383,25 @@ def test_gunicorn_loads_the_redacting_logger_from_its_config_file(capfd):
     written = capfd.readouterr().err
     assert "Invalid request from ip=127.0.0.1: Bearer [redacted]" in written
     assert KEY not in written
+
+
+@pytest.mark.parametrize(
+    ("msg", "args", "written"),
+    [
+        ("%(worker)s booted", ({"worker": 7},), "7 booted"),
+        ("%s and %s", ("one",), "%s and %s ('one',)"),
+        ("100% done", (), "100% done"),
+        (b"raw bytes", (), "b'raw bytes'"),
+    ],
+)
+def test_the_redacting_logger_writes_what_logging_would_and_never_raises(capfd, msg, args, written):
+    # given
+    config = Config()
+    config.set("logger_class", "config.gunicorn_logging.RedactingLogger")
+    logger = config.logger_class(config)
+
+    # when
+    logger.info(msg, *args)
+
+    # then
+    assert written in capfd.readouterr().err

@@ -142,9 +142,16 @@ class TiledeskVerifiedUserOutputSerializer(serializers.Serializer):
     emailverified = serializers.BooleanField()
 
 
+class ContactTrustOutputSerializer(FieldsOnceSerializer):
+    id = serializers.UUIDField()
+    trust = serializers.CharField(
+        help_text="verified for a customer-signed token; a resumed token's own trust otherwise."
+    )
+
+
 class TiledeskCustomTokenOutputSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     token = serializers.CharField(help_text='"JWT <our own contact token>"')
     expires_at = UtcDateTimeField()
-    contact = ContactIdOutputSerializer()
+    contact = ContactTrustOutputSerializer()
     user = TiledeskVerifiedUserOutputSerializer()

@@ -244,7 +244,7 @@ class ConversationViewSet(OrgScopedViewSet):
     @action(detail=True, methods=["post"])
     def assign(self, request, pk=None, **kwargs):
         conversation = selectors.conversation_for_org(org=self.access.org, conversation_id=pk)
-        data = AssignInputSerializer(data=request.data, context={"org": self.access.org})
+        data = AssignInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         conversation = services.conversation_assign(
             org=self.access.org,

@@ -65,7 +65,7 @@ def test_an_anonymous_token_is_answered_with_itself_and_its_contact(org):
         "success": True,
         "token": f"JWT {token}",
         "expires_at": body["expires_at"],
-        "contact": {"id": str(contact.pk)},
+        "contact": {"id": str(contact.pk), "trust": "anonymous"},
         "user": signed_in["user"],
     }
     assert jwt.decode(token, options={"verify_signature": False})["exp"] == int(
@@ -85,6 +85,7 @@ def test_a_non_verified_token_gets_its_own_browser_data_back(org):
 
     # then
     assert response.status_code == 200
+    assert response.json()["contact"]["trust"] == "non_verified"
     assert response.json()["user"] == {
         "_id": signed_in["user"]["_id"],
         "firstname": "Nina Visitor",

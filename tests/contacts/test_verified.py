@@ -467,7 +467,7 @@ def test_custom_token_gives_our_own_verified_token(org, shared_secret):
     ours = body["token"].removeprefix("JWT ")
     assert ours != token
     assert jwt.get_unverified_header(ours)["typ"] == "contact+jwt"
-    assert body["contact"] == {"id": str(contact.id)}
+    assert body["contact"] == {"id": str(contact.id), "trust": "verified"}
     assert body["user"] == {
         "_id": "cust-42",
         "firstname": "Cu",

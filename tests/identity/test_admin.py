@@ -668,7 +668,7 @@ NOT_ADDABLE = (
 )
 
 
-@pytest.mark.parametrize("who", ["nobody", "another tenant's agent", "not staff", "inactive"])
+@pytest.mark.parametrize("who", ["nobody", "another tenant's agent", "inactive"])
 def test_an_operator_cannot_add_another_tenants_agent_or_learn_who_has_an_account(
     operator_admin, org, other_org, who
 ):
@@ -676,8 +676,6 @@ def test_an_operator_cannot_add_another_tenants_agent_or_learn_who_has_an_accoun
     email = "someone@agents.test"
     if who == "another tenant's agent":
         MembershipFactory(org=other_org, user=UserFactory(email=email), role="agent")
-    elif who == "not staff":
-        UserFactory(email=email, is_staff=False)
     elif who == "inactive":
         UserFactory(email=email, is_active=False)
     before = Membership.objects.count()
@@ -692,6 +690,23 @@ def test_an_operator_cannot_add_another_tenants_agent_or_learn_who_has_an_accoun
     assert response.status_code == 200
     assert response.context["adminform"].form.errors == {"email": [NOT_ADDABLE]}
     assert Membership.objects.count() == before
+
+
+def test_an_account_a_superuser_just_created_is_added_and_becomes_staff(operator_admin, org):
+    # given: the admin's "Add user" makes accounts without "staff"
+    newcomer = UserFactory(email="fresh@agents.test", is_staff=False)
+
+    # when
+    response = operator_admin.post(
+        "/admin/identity/membership/add/",
+        {"email": newcomer.email, "org": str(org.pk), "role": "agent"},
+    )
+
+    # then: members are staff, so the membership gives access
+    newcomer.refresh_from_db()
+    assert response.status_code == 302
+    assert newcomer.is_staff is True
+    assert Membership.objects.in_force().filter(user=newcomer, org=org).exists()
 
 
 def test_an_operator_of_both_orgs_adds_a_member_of_one_to_the_other(
