@@ -33,36 +33,23 @@ def _redacted(found: re.Match) -> str:
     return (kept.group(0) if kept else "") + REDACTED
 
 
+class RedactingFilter(logging.Filter):
+    """Replace a record's message with its redacted text, arguments already filled in."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except (TypeError, ValueError, KeyError):
+            # A message that does not fit its arguments: kept with them beside it, never lost.
+            text = f"{record.msg} {record.args!r}"
+        record.msg, record.args = redact(text), ()
+        return True
+
+
 class RedactingLogger(Logger):
     """gunicorn's Logger; every error-log line (not the access log) is redacted first."""
 
-    def log(self, lvl, msg, *args, **kwargs):
-        super().log(lvl, redact(_formatted(msg, args)), **kwargs)
-
-    def critical(self, msg, *args, **kwargs):
-        self.error_log.critical(redact(_formatted(msg, args)), **kwargs)
-
-    def error(self, msg, *args, **kwargs):
-        self.error_log.error(redact(_formatted(msg, args)), **kwargs)
-
-    def warning(self, msg, *args, **kwargs):
-        self.error_log.warning(redact(_formatted(msg, args)), **kwargs)
-
-    def info(self, msg, *args, **kwargs):
-        self.error_log.info(redact(_formatted(msg, args)), **kwargs)
-
-    def debug(self, msg, *args, **kwargs):
-        self.error_log.debug(redact(_formatted(msg, args)), **kwargs)
-
-    def exception(self, msg, *args, **kwargs):
-        self.error_log.exception(redact(_formatted(msg, args)), **kwargs)
-
-
-def _formatted(msg, args) -> str:
-    """The line as logging would write it (a lone mapping argument included); a message that
-    does not fit its arguments is kept with them beside it, as the line must never be lost."""
-    record = logging.LogRecord("gunicorn.error", logging.INFO, "", 0, msg, args, None)
-    try:
-        return record.getMessage()
-    except (TypeError, ValueError, KeyError):
-        return f"{msg} {args!r}"
+    def setup(self, cfg):
+        super().setup(cfg)
+        if not any(isinstance(f, RedactingFilter) for f in self.error_log.filters):
+            self.error_log.addFilter(RedactingFilter())
