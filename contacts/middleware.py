@@ -47,7 +47,9 @@ class WidgetCorsMiddleware:
 
     A preflight carries no widget token, so it is answered for any origin; the real request then
     has its Origin checked against the org the widget token names: a disallowed origin is refused
-    with 403 before the view runs (nothing is written), and gets no CORS headers.
+    with 403 before the view runs (nothing is written). The page may read that refusal, and the
+    401 for an unknown widget token, so that the widget can say what is wrong; neither holds
+    anything of an org.
 
     Every response here says `Vary: Origin`, added to any Vary it already has: with or without an
     Origin, allowed or refused, the same URL answers differently per Origin, and a shared cache
@@ -86,11 +88,15 @@ class WidgetCorsMiddleware:
                 raise
             return unavailable
         if org is not None and not _origin_allowed(org, origin):
-            return json_error(
+            refused = json_error(
                 request, 403, "origin_not_allowed", "This origin may not use this widget."
             )
-        response = self.get_response(request)
-        return self._allow(response, origin) if org is not None else response
+            # The page may read why: the widget says so and stops, instead of taking an
+            # unreadable answer for a network failure and trying again forever.
+            return self._allow(refused, origin)
+        # Without an org (an unknown or rotated-away widget token) the view's answer is a 401
+        # that tells nothing about any org: readable for the same reason.
+        return self._allow(self.get_response(request), origin)
 
     @staticmethod
     def _allow(response, origin: str):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
+from rest_framework.test import APIClient
 
 from contacts.api.throttles import AnonymousMintIpThrottle
 from contacts.middleware import WidgetCorsMiddleware
@@ -313,3 +314,15 @@ def test_no_template_carries_an_inline_script():
 
     # then
     assert inline == []
+
+
+def test_an_unknown_widget_token_is_a_401_the_page_can_read(org):
+    # when
+    response = APIClient(HTTP_X_WIDGET_TOKEN="wgt_unknown").get(
+        "/widget/config", HTTP_ORIGIN=ORIGIN
+    )
+
+    # then: the widget can tell a wrong token from a network failure, and stop
+    assert response.status_code == 401
+    assert response["Access-Control-Allow-Origin"] == ORIGIN
+    assert response.json()["error"]["code"] == "not_authenticated"

@@ -18,6 +18,7 @@ from identity.api.access import OrgScopedViewSet
 from identity.models import MAX_EXTRA_FIELD_NAME, MAX_EXTRA_FIELDS
 
 FIELD_TYPES = ("text", "email", "number", "select", "checkbox")
+RESERVED_FIELD_NAMES = frozenset({"name", "email"})
 FIELD_NAME = re.compile(rf"^[A-Za-z][A-Za-z0-9_]{{0,{MAX_EXTRA_FIELD_NAME - 1}}}$")
 MIN_LIFETIME = timedelta(minutes=5)
 MAX_LIFETIME = timedelta(days=365)
@@ -49,6 +50,12 @@ class ExtraFieldSerializer(serializers.Serializer):
     def validate_name(self, value):
         if not FIELD_NAME.match(value):
             raise serializers.ValidationError("Use letters, digits and underscores.")
+        if value.lower() in RESERVED_FIELD_NAMES:
+            # The pre-chat form's own Name and Email rows use these names: a field of the org
+            # called so would never be asked, and the visitor's name would land in its answer.
+            raise serializers.ValidationError(
+                "name and email are the form's own fields: choose another name."
+            )
         return value
 
     def validate(self, attrs):

@@ -721,8 +721,7 @@
         openThread(created);
         if (text) s.thread.input.value = text;
       } catch (err) {
-        if (err.fields && showServerErrors(rows, err.fields)) setStatus('Please check the highlighted fields.', 'form');
-        else if (!(await askForFields(err, values, text))) report(err, 'form');
+        if (!(await askForFields(err, values, text))) report(err, 'form');
       } finally {
         submit.disabled = false;
       }
@@ -752,6 +751,7 @@
     async function askForFields(err, values, text) {
       if (err.status !== 400 || !err.fields) return false;
       const view = body.firstElementChild;
+      const before = JSON.stringify(s.fields);
       try {
         s.config = (await request('GET', '/widget/config')) || s.config;
         applyConfig();
@@ -760,8 +760,10 @@
       const identityInputs = askIdentity();
       const errors = fieldErrors(err.fields);
       const names = s.fields.map((f) => f.name).concat(identityInputs ? ['name', 'email'] : []);
-      if (!names.some((n) => n in errors)) return false;
+      const changed = JSON.stringify(s.fields) !== before; // a field gone, renamed, retyped or new options
+      if (!changed && !names.some((n) => n in errors)) return false;
       showForm(identityInputs, {values, errors: err.fields, text});
+      if (s.statusFrom !== 'form') setStatus('The form has changed. Please check it and try again.', 'form');
       return true;
     }
 
@@ -889,6 +891,7 @@
       if (Array.from(text).length > MAX_MESSAGE) return setStatus('Messages are limited to 10,000 characters.', 'send');
       s.sending = true;
       T.send.disabled = true;
+      T.input.value = ''; // the visitor may already type the next message
       try {
         if (s.session.id == null) { // a new conversation starts with its first message
           let created;
@@ -903,11 +906,11 @@
         }
         const msg = await authed('POST', messagesPath(s.session.id), {body: {text}});
         if (s.thread !== T) return;
-        T.input.value = '';
         appendMessages([msg]);
         clearStatus('send');
         refreshThread(); // whatever arrived before it (an agent's reply) is fetched now
       } catch (err) {
+        if (s.thread === T) T.input.value = text + T.input.value;
         report(err, 'send');
       } finally {
         s.sending = false;
@@ -947,8 +950,10 @@
     async function logout() {
       if (s.dead) return;
       stopPolling();
-      if (s.token) {
-        try { await request('POST', '/widget/logout', {token: s.token}); } catch (e) { /* revoking is best effort */ }
+      await serial(noop).catch(noop); // a mint in flight lands first, and is revoked below
+      const token = s.token || (user.token ? bareToken(user.token) : null);
+      if (token) {
+        try { await request('POST', '/widget/logout', {token}); } catch (e) { /* revoking is best effort */ }
       }
       if (s.dead) return;
       if (store) STORED.forEach(store.del);

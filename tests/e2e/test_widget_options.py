@@ -6,6 +6,7 @@ config load is tried again.
 """
 
 import json
+import re
 
 import pytest
 
@@ -385,3 +386,94 @@ def test_a_logout_before_the_config_arrives_still_forgets_the_device(new_page, l
     assert second != first
     assert conversation_ids(page) == []
     assert Device.objects.get(contact_id=first).revoked_at is not None
+
+
+SLOW_FETCH = """
+<script>
+  // Holds the widget's requests whose URL has `part` for `ms`, as a slow network would.
+  window.slowDown = (part, ms) => {
+    const fetch = window.fetch;
+    window.fetch = (url, init) => String(url).includes(part)
+      ? new Promise((resolve) => setTimeout(resolve, ms)).then(() => fetch(url, init))
+      : fetch(url, init);
+  };
+</script>
+"""
+
+
+def embed_slow(page, live_server, widget_token: str, part: str, ms: int) -> None:
+    """The shop's page, with the widget's requests to `part` held for `ms` ms each."""
+    page.set_content(
+        f'<!doctype html><title>Shop</title><div id="chat"></div>{SLOW_FETCH}'
+        f"<script>slowDown({part!r}, {ms});</script>"
+        f'<script src="{live_server.url}/static/widget/chatshield.js"></script>'
+        f'<script>ChatShield.init({{widgetToken: "{widget_token}", {INLINE}}});</script>'
+    )
+
+
+def test_what_the_visitor_types_while_a_message_is_sent_is_kept(new_page, live_server):
+    # given: a conversation, and posts that take 600 ms
+    org = OrganizationFactory()
+    page = blank_page(new_page)
+    embed_slow(page, live_server, org.widget_token, "/messages", 600)
+    page.get_by_test_id("cs-new-conversation").click()
+    send(page, "has my parcel left?")
+    box = page.get_by_test_id("cs-message-input")
+
+    # when: they send, then type on while it is on its way
+    box.fill("it has not arrived yet")
+    box.press("Enter")
+    box.type("and the tracking link is dead")
+
+    # then: the sent message is shown and what they typed since stays in the box
+    expect(page.locator(CONTACT_MESSAGES).last).to_have_text(re.compile("it has not arrived yet"))
+    expect(box).to_have_value("and the tracking link is dead")
+    bodies = list(Message.objects.order_by("pk").values_list("body", flat=True))
+    assert bodies == ["has my parcel left?", "it has not arrived yet"]
+
+
+def test_a_logout_while_the_first_token_is_on_its_way_revokes_it(new_page, live_server):
+    # given: a shared computer, and a first sign-in that takes 800 ms
+    org = OrganizationFactory()
+    page = blank_page(new_page)
+    embed_slow(page, live_server, org.widget_token, "/widget/contacts/unverified", 800)
+
+    # when: the visitor logs out before it has arrived
+    page.evaluate("() => ChatShield.logout()")
+
+    # then: the identity that arrived is revoked, so the next person does not inherit it
+    first = Contact.objects.order_by("first_seen_at").first()
+    assert first is not None
+    assert Device.objects.get(contact=first).revoked_at is not None
+    assert page.evaluate("() => ChatShield._state().contactId") != str(first.pk)
+
+
+def test_an_unknown_widget_token_on_a_customers_site_is_said_once_and_not_retried(
+    browser, live_server
+):
+    # given: a customer's page on another origin (127.0.0.1 against the server's localhost)
+    site = live_server.url.replace("localhost", "127.0.0.1")
+    assert site != live_server.url
+    context = browser.new_context()
+    configs = []
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith((site, live_server.url))
+            else route.abort()
+        ),
+    )
+    page = context.new_page()
+    page.on("request", lambda r: configs.append(r.url) if "/widget/config" in r.url else None)
+    page.goto(f"{site}/healthz")
+
+    # when: its widget token is wrong (or was rotated away)
+    embed(page, live_server, "wgt_no_such_token")
+
+    # then: the widget reads the refusal across origins, says it, and does not ask again
+    status = page.locator(".cs-status")
+    expect(status).to_contain_text("Authentication credentials")
+    page.wait_for_timeout(4_000)
+    assert len(configs) == 1
+    context.close()

@@ -129,6 +129,7 @@ def test_an_origin_typed_in_capitals_still_lets_the_browser_in(
     assert allowed.status_code == 200
     assert allowed["Access-Control-Allow-Origin"] == "https://shop.example.com"
     assert refused.status_code == 403
+    assert refused["Access-Control-Allow-Origin"] == "https://other.example.com"  # to say why
     assert refused.json() == {
         "error": {
             "code": "origin_not_allowed",
@@ -330,3 +331,25 @@ def test_a_theme_stored_before_the_schema_is_still_served(operator_client, org):
     assert read.json()["theme"] == legacy
     assert other_change.status_code == 200
     assert other_change.json()["theme"] == legacy
+
+
+@pytest.mark.parametrize("name", ["name", "email", "Email"])
+def test_an_extra_field_cannot_take_the_forms_own_names(operator_client, org, name):
+    # given
+    before = stored(org)
+    field = {"name": name, "label": "Company", "type": "text", "required": True}
+
+    # when
+    response = operator_client.patch(
+        settings_url(org), {"extraDataCollectionFields": [field]}, format="json"
+    )
+
+    # then: the widget's Name and Email rows would hide it and answer it with the visitor's name
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "extraDataCollectionFields.0.name": [
+            "name and email are the form's own fields: choose another name."
+        ]
+    }
+    assert stored(org) == before
+    assert not AuditEvent.objects.exists()
