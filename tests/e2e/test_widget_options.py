@@ -390,12 +390,16 @@ def test_a_logout_before_the_config_arrives_still_forgets_the_device(new_page, l
 
 SLOW_FETCH = """
 <script>
-  // Holds the widget's requests whose URL has `part` for `ms`, as a slow network would.
+  // Holds the widget's requests whose URL has `part` for `ms`, as a slow network would, and
+  // counts them in window.held.
+  window.held = 0;
   window.slowDown = (part, ms) => {
     const fetch = window.fetch;
-    window.fetch = (url, init) => String(url).includes(part)
-      ? new Promise((resolve) => setTimeout(resolve, ms)).then(() => fetch(url, init))
-      : fetch(url, init);
+    window.fetch = (url, init) => {
+      if (!String(url).includes(part)) return fetch(url, init);
+      window.held += 1;
+      return new Promise((resolve) => setTimeout(resolve, ms)).then(() => fetch(url, init));
+    };
   };
 </script>
 """
@@ -438,7 +442,8 @@ def test_a_logout_while_the_first_token_is_on_its_way_revokes_it(new_page, live_
     page = blank_page(new_page)
     embed_slow(page, live_server, org.widget_token, "/widget/contacts/unverified", 800)
 
-    # when: the visitor logs out before it has arrived
+    # when: the visitor logs out once it is on its way, before it has arrived
+    page.wait_for_function("() => window.held > 0")
     page.evaluate("() => ChatShield.logout()")
 
     # then: the identity that arrived is revoked, so the next person does not inherit it
