@@ -10,7 +10,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from config.exceptions import ApplicationError, NotFound
 from contacts.admin import custom_data_rows, sender_auth_panel
@@ -83,7 +83,7 @@ def _org_url(name: str, membership: Membership, *args, **query) -> str:
 
 
 @login_required
-@require_GET
+@require_safe
 def inbox(request):
     membership = _membership(request)
     if membership is None:
@@ -148,7 +148,7 @@ def _conversation_page(request, membership, conversation, form, status=200):
 
 
 @login_required
-@require_GET
+@require_safe
 def conversation_detail(request, conversation_id):
     membership = _membership(request)
     if membership is None:
@@ -201,7 +201,7 @@ def conversation_close(request, conversation_id):
 
 
 @login_required
-@require_GET
+@require_safe
 def contact_detail(request, contact_id):
     membership = _membership(request)
     if membership is None:

@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -40,7 +40,7 @@ def embed_snippet(*, script_url: str, widget_token: str) -> str:
     )
 
 
-@require_GET
+@require_safe
 def playground(request):
     try:
         org = selectors.organization_for_playground(slug=request.GET.get("org") or DEFAULT_ORG)

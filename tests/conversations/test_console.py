@@ -528,3 +528,15 @@ def test_an_after_that_is_not_a_plain_message_id_shows_the_first_page(console, o
     # then
     assert response.status_code == 200
     assert response.context["thread"] == [message]
+
+
+def test_pages_answer_head_as_they_answer_get_and_refuse_other_methods(console, org):
+    # given
+    conversation = ConversationFactory(contact=ContactFactory(org=org))
+    pages = ["/console/", conversation_url(conversation)]
+
+    # when / then: monitors and link checkers send HEAD
+    for page in pages:
+        head = console.head(page)
+        assert (head.status_code, head.content) == (200, b""), page
+        assert console.put(page).status_code == 405, page

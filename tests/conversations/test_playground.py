@@ -327,3 +327,13 @@ def test_demo_backend_refuses_another_users_email_with_409_and_writes_nothing(se
     assert response.json()["error"]["code"] == "identity_conflict"
     assert list(Contact.objects.values_list("pk", "user_id")) == [(ada.pk, "cust-1")]
     assert Device.objects.count() == 1
+
+
+def test_the_page_answers_head_as_it_answers_get(client, demo_org):
+    # when
+    head = client.head("/playground/")
+
+    # then
+    assert (head.status_code, head.content) == (200, b"")
+    assert head["Content-Security-Policy"].startswith("default-src 'self'")
+    assert client.post("/playground/").status_code == 405
