@@ -11,7 +11,7 @@ from config.pagination import keyset_page
 from config.precompiled import CompiledQuery, ModelRow
 from contacts.models import Contact, Device
 from identity.models import Organization
-from identity.selectors import organization_for_widget_token
+from identity.selectors import organization_by_public_id, organization_for_widget_token
 from identity.tokens import (
     ContactClaims,
     InvalidTokenError,
@@ -100,10 +100,10 @@ def contact_principal_of_own_token(*, token: str) -> ContactPrincipal | None:
     org_id = contact_token_org_id_unverified(token)
     if org_id is None:
         return None
-    org_pk = _uuid_or_none(org_id)
-    org = Organization.objects.filter(pk=org_pk).first() if org_pk else None
-    if org is None:
-        raise Unauthenticated()
+    try:
+        org = organization_by_public_id(org_id=org_id)
+    except NotFound as exc:  # malformed or unknown: the token's own problem, the uniform 401
+        raise Unauthenticated() from exc
     return contact_principal(org=org, token=token)
 
 

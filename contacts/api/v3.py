@@ -19,7 +19,7 @@ from contacts.api.throttles import (
     AnonymousMintProjectThrottle,
     CustomTokenIpThrottle,
 )
-from contacts.middleware import cors_for_org
+from contacts.middleware import TILEDESK_BROWSER_ROUTES, cors_for_org
 from identity import services as identity_services
 from identity.api.serializers import SignInInputSerializer, TiledeskSignInOutputSerializer
 from identity.api.throttles import AgentSignInIpThrottle
@@ -31,10 +31,6 @@ V3_ERRORS = {
     404: OpenApiResponse(description="Unknown project"),
     429: OpenApiResponse(description="Locked out or throttled"),
 }
-
-
-# The visitor routes Tiledesk's browser clients call from the customer's pages.
-BROWSER_ACTIONS = ("signin_anonymously", "signin_with_custom_token")
 
 
 class TiledeskAuthViewSet(viewsets.ViewSet):
@@ -52,7 +48,7 @@ class TiledeskAuthViewSet(viewsets.ViewSet):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        if self.action_map.get("post") in BROWSER_ACTIONS:
+        if request.path in TILEDESK_BROWSER_ROUTES:
             cors_for_org(request, response, self.cors_org)
         return response
 
