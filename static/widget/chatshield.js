@@ -146,6 +146,19 @@
     return [x.slice(0, 8), x.slice(8, 12), x.slice(12, 16), x.slice(16, 20), x.slice(20)].join('-');
   }
 
+  // One browser's tabs establish an identity one at a time (Web Locks, where the browser has them,
+  // in secure contexts): two tabs opened on a first visit would otherwise each mint a contact, and
+  // the token stored last would strand the other tab's conversations. Without locks, as before.
+  function acrossTabs(name, fn) {
+    const locks = global.navigator && global.navigator.locks;
+    if (!locks || typeof locks.request !== 'function') return fn();
+    let ran = false;
+    return locks.request(name, () => { ran = true; return fn(); }).catch((err) => {
+      if (ran) throw err;
+      return fn(); // the lock itself was refused (an opaque origin, say)
+    });
+  }
+
   // Reads (never verifies) a JWT's claims: only to know when to re-mint and what to report.
   function claims(token) {
     try {
@@ -259,6 +272,7 @@
     const widgetToken = opts.widgetToken;
     const apiBase = String(opts.apiBase || scriptOrigin || location.origin).replace(/\/+$/, '');
     let store = null; // per org, so bound only once the config names the org (bindStore)
+    let storeName = null; // its prefix, which also names its lock across tabs (acrossTabs)
     const aborter = typeof AbortController === 'function' ? new AbortController() : null;
     const inline = !!(opts.container && opts.container.appendChild);
     const user = Object.assign({}, opts.user);
@@ -371,7 +385,8 @@
     }
 
     function bindStore(orgId) {
-      store = makeStore('chatshield:' + (orgId || widgetToken) + ':');
+      storeName = 'chatshield:' + (orgId || widgetToken) + ':';
+      store = makeStore(storeName);
       if (orgId && store.get('token') === null && store.get('externalId') === null) adoptLegacyEntries(store, orgId);
       if (!s.forgetDevice) return;
       const previous = store.get('token');
@@ -421,9 +436,10 @@
       useToken(res.token, contact.trust, contact.id);
       store.set('token', res.token);
       store.set('meta', JSON.stringify({contactId: s.contactId, trust: s.trust, fp: fingerprint(details)}));
-      if (res.externalId && res.externalId !== s.externalId && !user.externalId) {
-        s.externalId = res.externalId;
-        store.set('externalId', res.externalId);
+      if (!user.externalId) {
+        // Stored again: another tab may have written its own while this one minted (acrossTabs).
+        if (res.externalId) s.externalId = res.externalId;
+        store.set('externalId', s.externalId);
       }
     }
 
@@ -447,14 +463,16 @@
         s.signinRequired = true;
         return;
       }
-      await serial(() => {
+      await serial(() => acrossTabs(storeName + 'identity', () => {
+        // What another tab stored while this one waited for the lock.
+        if (!user.externalId) s.externalId = store.get('externalId') || s.externalId;
         const stored = store.get('token');
         const meta = readMeta();
         const details = baseDetails();
         const same = s.mode === 'anonymous' || meta.fp === fingerprint(details);
         if (stored && same && !expiresSoon(stored)) return useToken(stored, meta.trust, meta.contactId);
         return mint(details);
-      });
+      }));
     }
 
     // SPEC §2 rule 2: the only upgrade path is an explicit adoption by the same browser, once.

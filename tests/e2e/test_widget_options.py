@@ -453,6 +453,34 @@ def test_a_logout_while_the_first_token_is_on_its_way_revokes_it(new_page, live_
     assert page.evaluate("() => ChatShield._state().contactId") != str(first.pk)
 
 
+def test_two_tabs_opened_on_a_first_visit_share_one_identity(browser, live_server):
+    # given: a first visit, in one browser, whose sign-ins take 800 ms each
+    org = OrganizationFactory()
+    context = browser.new_context(base_url=live_server.url)
+    context.set_default_timeout(10_000)
+    try:
+        first, second = context.new_page(), context.new_page()
+        for page in (first, second):
+            page.goto("/healthz")
+
+        # when: the shop is opened in two tabs, the second while the first tab's sign-in is on
+        # its way
+        embed_slow(first, live_server, org.widget_token, "/widget/contacts/unverified", 800)
+        first.wait_for_function("() => window.held > 0")
+        embed_slow(second, live_server, org.widget_token, "/widget/contacts/unverified", 800)
+        for page in (first, second):
+            page.wait_for_function("() => ChatShield._state().contactId !== null")
+
+        # then: one contact and one device, which both tabs use with the same externalId
+        contact = Contact.objects.get()
+        assert Device.objects.get().contact == contact
+        assert state(first) == state(second)
+        assert state(first)["contactId"] == str(contact.pk)
+        assert second.evaluate("() => window.held") == 0
+    finally:
+        context.close()
+
+
 def test_an_unknown_widget_token_on_a_customers_site_is_said_once_and_not_retried(
     browser, live_server
 ):
