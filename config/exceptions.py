@@ -183,7 +183,9 @@ def service_unavailable(request, exc: Exception) -> JsonResponse | None:
 
 def json_error(request, status_code: int, code: str, message: str) -> JsonResponse:
     return JsonResponse(
-        error_body(code=code, message=message, path=request.path), status=status_code
+        error_body(code=code, message=message, path=request.path),
+        status=status_code,
+        json_dumps_params={"separators": (",", ":")},  # as DRF's renderer writes every other error
     )
 
 

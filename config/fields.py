@@ -7,6 +7,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.emails import email_normalize
+
 MAX_CUSTOM_DATA_BYTES = 16 * 1024
 MAX_CUSTOM_DATA_DEPTH = 5
 
@@ -23,10 +25,28 @@ class StrictCharField(serializers.CharField):
 
 
 class StrictEmailField(StrictCharField, serializers.EmailField):
-    """An email address, validated and normalized (trimmed, lower-cased)."""
+    """An email address, normalized (`config.emails.email_normalize`) and then validated, its
+    length too: normalization can lengthen an address (`İ` lower-cases to two characters)."""
 
     def to_internal_value(self, data):
-        return super().to_internal_value(data).strip().lower()
+        return email_normalize(super().to_internal_value(data))
+
+
+class IdentifierField(StrictCharField):
+    """An opaque identity key (a customer's `user_id`): kept exactly as sent. Surrounding
+    whitespace is refused, not trimmed: trimming would make `acct-1` and `acct-1\u3000` one
+    customer, and the custom-token path (`identity.tokens`) refuses such an `_id` too."""
+
+    default_error_messages = {"padded": "Must not start or end with whitespace."}
+
+    def __init__(self, **kwargs):
+        super().__init__(trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value != value.strip():
+            self.fail("padded")
+        return value
 
 
 class StrictURLField(StrictCharField, serializers.URLField):

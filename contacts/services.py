@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.emails import email_normalize
 from config.exceptions import ApplicationError, Conflict, Unauthenticated
 from config.fields import check_custom_data
 from config.jsontext import as_sentence, json_value_check
@@ -453,10 +454,11 @@ def _claims_profile(claims: dict) -> VerifiedProfile:
         except ValueError as exc:
             problems[claim] = [as_sentence(str(exc))]
     email = claims.get("email") or ""
+    if isinstance(email, str) and "email" not in problems:
+        email = email_normalize(email)  # before the length: it can lengthen an address
     if not isinstance(email, str) or len(email) > 254:
         problems["email"] = ["Must be an email address of at most 254 characters."]
     elif "email" not in problems:
-        email = email.strip().lower()
         try:
             if email:
                 validate_email(email)

@@ -534,6 +534,8 @@ class EmailUserCreationForm(AdminUserCreationForm):
 
     def clean_email(self):
         email = normalize_email(self.cleaned_data["email"])
+        if len(email) > User._meta.get_field("email").max_length:  # `İ` lower-cases to two
+            raise ValidationError("Enter an email address of at most 254 characters.")
         if User.objects.filter(email=email).exists():
             raise ValidationError("A user with this email already exists.")
         return email

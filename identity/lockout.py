@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from config.counters import counters_hit
+from config.emails import email_normalize
 from config.http import client_network
 
 
@@ -26,7 +27,7 @@ def _hashed(value: str) -> str:
 
 def subjects_for(*, email: str, ip: str) -> list[Subject]:
     return [
-        Subject(f"lockout:acct:{_hashed(email.strip().lower())}", settings.LOCKOUT_MAX_FAILURES),
+        Subject(f"lockout:acct:{_hashed(email_normalize(email))}", settings.LOCKOUT_MAX_FAILURES),
         Subject(f"lockout:ip:{_hashed(client_network(ip))}", settings.LOCKOUT_IP_MAX_FAILURES),
     ]
 

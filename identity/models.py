@@ -9,12 +9,13 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.emails import email_normalize
 from identity.tokens import widget_token_new
 
 
 def normalize_email(email: str) -> str:
-    """Emails are identity keys: compare them trimmed and lower-cased."""
-    return (email or "").strip().lower()
+    """Emails are identity keys: agents' as contacts' (`config.emails.email_normalize`)."""
+    return email_normalize(email)
 
 
 class UserManager(BaseUserManager):

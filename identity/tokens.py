@@ -511,6 +511,9 @@ def custom_token_decode(
             not isinstance(value, str)
             or not value.strip()
             or len(value) > CUSTOM_TOKEN_ID_MAX_CHARS
+            # The contact's user_id is kept as sent, as authenticate-user keeps it
+            # (config.fields.IdentifierField): padding would make another customer.
+            or (claim == "_id" and value != value.strip())
         ):
             raise InvalidTokenError(f"malformed {claim}")
     issued_at, expires_at = payload["iat"], payload["exp"]

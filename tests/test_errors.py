@@ -80,6 +80,78 @@ def test_non_json_content_type_is_415(client):
     assert response.json()["error"]["code"] == "unsupported_media_type"
 
 
+def test_a_number_with_too_many_digits_is_400_in_the_clients_words(client):
+    response = post_raw(client, "/api/v1/auth/token", '{"email": ' + "7" * 5_000 + "}")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "Malformed JSON: a number has too many digits"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate, gzip"])
+def test_a_compressed_body_is_415_not_a_charset_error(client, coding):
+    # given: a body the client compressed (here its bytes do not matter: nothing reads them)
+    body = b"\x1f\x8b\x08\x00garbled"
+
+    # when
+    response = client.generic(
+        "POST",
+        "/api/v1/auth/token",
+        body,
+        content_type="application/json",
+        headers={"Content-Encoding": coding},
+    )
+
+    # then
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert "Content-Encoding" in response.json()["error"]["message"]
+
+
+def test_an_identity_content_encoding_is_plain_json(client):
+    response = client.generic(
+        "POST",
+        "/api/v1/auth/token",
+        '{"email": "nobody@example.com", "password": "x"}',
+        content_type="application/json",
+        headers={"Content-Encoding": "identity"},
+    )
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json; charset=latin-1", 415),
+        ("application/json; charset=windows-1252", 415),
+        ("application/json; charset=UTF-8", 401),
+        ('application/json;charset="utf-8"', 401),
+        ("application/json; charset=utf-16", 401),
+    ],
+)
+def test_json_labelled_with_another_charset_than_jsons_own_is_415(client, content_type, status):
+    # given: an ASCII body, valid in every one of these charsets
+    body = b'{"email": "nobody@example.com", "password": "x"}'
+
+    # when
+    response = post_raw(client, "/api/v1/auth/token", body, content_type)
+
+    # then: JSON's own encodings are read (json.loads tells them apart); others are refused
+    assert response.status_code == status
+    if status == 415:
+        assert response.json()["error"]["message"] == "JSON must be sent as UTF-8."
+
+
+def test_the_middlewares_errors_are_written_as_compactly_as_drfs(client):
+    body = json.dumps({"email": "x" * (1024 * 1024)})
+
+    too_large = post_raw(client, "/api/v1/auth/token", body)
+    not_found = client.get("/no/such/route")
+
+    assert b": " not in too_large.content and b", " not in too_large.content
+    assert not_found.content == b'{"error":{"code":"not_found","message":"Not found."}}'
+
+
 def test_wrong_method_is_405(client):
     response = client.get("/api/v1/auth/token")
 

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from config.fields import (
     CustomDataField,
+    IdentifierField,
     StrictCharField,
     StrictEmailField,
     StrictURLField,
@@ -112,7 +113,7 @@ class HttpActionOverridesSerializer(FieldsOnceSerializer):
 class AuthenticateUserInputSerializer(FieldsOnceSerializer):
     email = StrictEmailField(max_length=254)
     name = StrictCharField(max_length=200, required=False, allow_blank=True)
-    user_id = StrictCharField(max_length=255, required=False, allow_blank=True)
+    user_id = IdentifierField(max_length=255, required=False, allow_blank=True)
     phone = StrictCharField(max_length=64, required=False, allow_blank=True)
     avatar_url = StrictURLField(max_length=2048, required=False, allow_blank=True)
     language = StrictCharField(max_length=35, required=False, allow_blank=True)

@@ -706,3 +706,119 @@ def test_a_custom_token_whose_stored_claims_hold_such_text_is_a_401(org, shared_
     assert response.status_code == 401
     assert response.json() == {**UNAUTHENTICATED, "success": False}
     assert Contact.objects.count() == 0
+
+
+# --- identity keys: one spelling per user --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "user_id", ["acct-1\u3000", " acct-1", "acct-1\x1f", "acct-1\n", "   "], ids=repr
+)
+def test_a_padded_user_id_is_a_400_not_another_spelling_of_a_customer(org, user_id):
+    # given: a customer whose backend signed them in as acct-1
+    client = backend(key_for(org))
+    authenticate(client, {"email": "alice@shop.test", "user_id": "acct-1"})
+
+    # when: another user's user_id differs only by whitespace around it
+    response = authenticate(client, {"email": "bob@shop.test", "user_id": user_id})
+
+    # then: refused, not trimmed into alice's contact
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "user_id": ["Must not start or end with whitespace."]
+    }
+    assert list(Contact.objects.values_list("email", flat=True)) == ["alice@shop.test"]
+
+
+def test_an_empty_user_id_still_means_identify_by_email(org):
+    client = backend(key_for(org))
+    first = authenticate(client, {"email": "a@shop.test", "user_id": ""})
+
+    second = authenticate(client, {"email": "a@shop.test"})
+
+    assert first.status_code == second.status_code == 201
+    assert first.json()["contact"] == second.json()["contact"]
+
+
+@pytest.mark.parametrize("user_id", ["cust-42 ", "\tcust-42", "cust-42\u3000"], ids=repr)
+def test_a_custom_tokens_padded_id_is_malformed_as_on_authenticate_user(
+    org, shared_secret, user_id
+):
+    # when
+    response = exchange(custom_token(org, *shared_secret, _id=user_id, email=None))
+
+    # then: the uniform 401, and no second contact beside cust-42's
+    assert response.status_code == 401
+    assert response.json() == {**UNAUTHENTICATED, "success": False}
+    assert Contact.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "carol@bu\u0308cher.de",  # NFD
+        "carol@xn--bcher-kva.de",  # the domain's ASCII form
+        "carol@b\u00fccher.d\uff45",  # a full-width e
+        "Carol@B\u00dcCHER.DE",
+        "carol@\uff42\u00fccher.de",  # a full-width b
+    ],
+)
+def test_spellings_of_one_mailbox_are_one_verified_identity(org, spelling):
+    # given: a verified customer with an internationalised domain
+    client = backend(key_for(org))
+    first = authenticate(client, {"email": "carol@b\u00fccher.de", "user_id": "carol"})
+
+    # when: another spelling of the same address arrives, for another user_id and for her
+    conflict = authenticate(client, {"email": spelling, "user_id": "somebody-else"})
+    same = authenticate(client, {"email": spelling, "user_id": "carol"})
+
+    # then: the same contact, and the 409 is not dodged
+    assert same.status_code == 201
+    assert same.json()["contact"] == first.json()["contact"]
+    assert conflict.status_code == 409
+    assert list(Contact.objects.values_list("email", flat=True)) == ["carol@b\u00fccher.de"]
+
+
+def test_a_custom_tokens_email_is_one_spelling_with_authenticate_users(org, shared_secret):
+    # given: a customer signed in by the backend under user_id somebody-else
+    authenticate(backend(key_for(org)), {"email": "cust@b\u00fccher.de", "user_id": "other"})
+
+    # when: a custom token for another user carries another spelling of that email
+    response = exchange(custom_token(org, *shared_secret, email="CUST@xn--bcher-kva.de"))
+
+    # then: the same mailbox, so the conflict it is
+    assert response.status_code == 409
+    assert Contact.objects.count() == 1
+
+
+def test_ss_and_sharp_s_domains_stay_two_mailboxes(org):
+    # IDNA 2008 keeps ß (IDNA 2003 mapped it to ss): two registrable domains, two people.
+    client = backend(key_for(org))
+    first = authenticate(client, {"email": "ann@stra\u00dfe.de", "user_id": "a"})
+    second = authenticate(client, {"email": "ann@strasse.de", "user_id": "b"})
+
+    assert first.status_code == second.status_code == 201
+    assert sorted(Contact.objects.values_list("email", flat=True)) == [
+        "ann@strasse.de",
+        "ann@stra\u00dfe.de",
+    ]
+
+
+def test_a_custom_tokens_email_over_254_once_lower_cased_is_a_400_and_keeps_its_jti(
+    org, shared_secret
+):
+    # given: 250 characters that lower-case to 270 (each İ becomes i and a combining dot)
+    labels = ["\u0130" * 20 + "a" * 30, "b" * 60, "c" * 60, "d" * 60, "de"]
+    email = "a@" + ".".join(labels)
+    assert len(email) <= 254 < len(email.lower())
+    token = custom_token(org, *shared_secret, email=email)
+
+    # when
+    response = exchange(token)
+
+    # then: named and refused, as on every other route, where PostgreSQL used to raise (a 500)
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["email"]
+    assert Contact.objects.count() == 0
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    assert exchange(custom_token(org, *shared_secret, jti=jti)).status_code == 200

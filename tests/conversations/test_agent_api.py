@@ -123,6 +123,25 @@ def test_contact_list_filters_by_trust_and_searches_name_email_prefix_and_user_i
     assert ids("?trust=anonymous&search=Dana") == []
 
 
+def test_the_name_search_ignores_case_beyond_ascii_on_every_database(org, agent_client):
+    # given: names outside ASCII, whose case SQLite's own LIKE would not fold
+    emile = ContactFactory(org=org, trust="non_verified", name="Émile Zoë")
+    zhanna = ContactFactory(org=org, trust="non_verified", name="Жанна")
+    ContactFactory(org=org, trust="non_verified", name="Emile Zoe")
+
+    # when
+    def ids(search: str) -> list[str]:
+        response = agent_client.get(f"{base(org)}/contacts", {"search": search})
+        assert response.status_code == 200, response.content
+        return [row["id"] for row in response.json()["results"]]
+
+    # then: as PostgreSQL's UPPER() LIKE UPPER() finds them, on SQLite too
+    assert ids("émile zoë") == ids("ÉMILE ZOË") == [str(emile.id)]
+    assert ids("жанна") == ids("ЖАННА") == [str(zhanna.id)]
+    assert ids("_") == []  # LIKE's wildcards are still matched literally
+    assert ids("%") == []
+
+
 def test_contact_list_row_shape(org, agent_client):
     contact = VerifiedContactFactory(org=org)
 

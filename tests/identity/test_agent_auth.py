@@ -157,6 +157,26 @@ def test_logout_with_garbage_is_401_and_writes_nothing(api_client):
     assert BlacklistedToken.objects.count() == 0
 
 
+def test_every_spelling_of_an_agents_email_signs_in_and_counts_toward_one_lockout(api_client):
+    # given: an agent whose address has an internationalised domain
+    agent = UserFactory(email="ops@b\u00fccher.de")
+    spellings = [
+        "ops@bu\u0308cher.de",
+        "OPS@xn--bcher-kva.de",
+        "ops@b\u00fccher.d\uff45",
+        "Ops@B\u00dcCHER.de",
+        "ops@b\u00fccher.de",
+    ]
+    assert sign_in(api_client, spellings[1], PASSWORD).status_code == 200
+
+    # when: five guesses, each under another spelling
+    for spelling in spellings:
+        assert sign_in(api_client, spelling, "wrong").status_code == 401
+
+    # then: one account, one counter: locked, whichever spelling comes next
+    assert sign_in(api_client, agent.email, PASSWORD).status_code == 429
+
+
 @pytest.mark.redis
 def test_lockout_after_five_failures_refuses_even_the_right_password(api_client, agent_user):
     # given
