@@ -266,7 +266,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = True
+# whitenoise serves what collectstatic wrote, with its pre-compressed variants. Its finders (the
+# source folders) would take precedence over those files and serve them uncompressed: the widget
+# script, which every page view of a customer's site loads, went out at 51 kB instead of 13 kB.
+# They are for development and the test suite (tests/conftest.py), which never collect.
+WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=DEBUG)
 
 # SPEC §5: bodies over 1 MiB get 413 before anything reads them.
 MAX_REQUEST_BODY_BYTES = 1024 * 1024

@@ -28,6 +28,8 @@ def pytest_configure(config):
     Worker N uses the URL's database plus N (REDIS_URL=redis://…/9 and `-n 2`: 9 and 10), and so
     do the app servers a test starts.
     """
+    # The suite never runs collectstatic: its live servers serve the source folders.
+    settings.WHITENOISE_USE_FINDERS = True
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if not (settings.REDIS_URL and worker.startswith("gw")):
         return
