@@ -15,8 +15,10 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.exceptions import Throttled
 from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from config.exceptions import Conflict, NotFound, Unauthenticated
 from identity import lockout
@@ -85,10 +87,19 @@ def _refresh_token_load(raw: str) -> RefreshToken:
 
 @transaction.atomic
 def agent_tokens_refresh(*, refresh: str) -> dict[str, str]:
-    """Rotate a refresh token: the old one is blacklisted, exactly once, even under a race."""
+    """Rotate a refresh token: the old one is blacklisted, exactly once, even under a race.
+
+    A refresh token issued under another password is refused, as its access tokens are
+    (CHECK_REVOKE_TOKEN). A password change blacklists the refresh tokens it sees, but one a
+    rotation committed just after that read was missed, and its own rotation then issued a chain
+    under the new password's hash that outlived the change (a race audit kept one alive in 4 of
+    10 rounds). The user's row is locked, so a rotation and a password change take turns.
+    """
     token = _refresh_token_load(refresh)
-    user = User.objects.filter(pk=token.get("user_id"), is_active=True).first()
-    if user is None:
+    user = User.objects.select_for_update().filter(pk=token.get("user_id"), is_active=True).first()
+    if user is None or token.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(
+        user.password
+    ):
         raise Unauthenticated()
     _blacklist_once(token)
     return agent_tokens_issue(user=user)

@@ -1,8 +1,10 @@
 """Agent sign-in: /api/v1/auth/token, refresh rotation, logout, lockout and /v3/auth/signin."""
 
 import pytest
+from django.contrib.auth.hashers import make_password
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
+from identity.models import User
 from tests.conftest import PASSWORD
 from tests.factories import UserFactory
 
@@ -369,6 +371,24 @@ def test_a_new_password_ends_every_session_the_old_one_started(api_client, agent
     fresh = sign_in(api_client, agent_user.email, "a brand new passphrase").json()
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {fresh['access']}")
     assert api_client.get("/api/v1/orgs").status_code == 200
+
+
+def test_a_refresh_token_the_password_change_missed_is_refused_all_the_same(api_client, agent_user):
+    # given: a session of the old password whose latest refresh token the change did not see
+    # (a rotation that committed just after the change listed the tokens to blacklist), which
+    # is what a password written without the revocation leaves behind
+    tokens = sign_in(api_client, agent_user.email, PASSWORD).json()
+    User.objects.filter(pk=agent_user.pk).update(password=make_password("a brand new one"))
+
+    # when the thief rotates it
+    refreshed = api_client.post(
+        "/api/v1/auth/refresh", {"refresh": tokens["refresh"]}, format="json"
+    )
+
+    # then the old password's token starts no chain under the new one
+    assert refreshed.status_code == 401
+    assert refreshed.json() == UNAUTHENTICATED
+    assert OutstandingToken.objects.count() == 1
 
 
 def test_saving_a_user_without_a_new_password_keeps_their_sessions(api_client, agent_user):
