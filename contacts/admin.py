@@ -97,7 +97,13 @@ UNVERIFIED_DATA_HEADING = "Unverified custom data — sent by the browser, do no
 
 
 def render_shield(contact: Contact) -> str:
-    return render_to_string("partials/shield.html") if contact.is_verified else ""
+    # An erased contact keeps its trust level for statistics; nobody it could vouch for is left.
+    shown = contact.is_verified and contact.erased_at is None
+    return render_to_string("partials/shield.html") if shown else ""
+
+
+def render_trust_level(contact: Contact) -> str:
+    return render_to_string("partials/trust_level.html", {"contact": contact})
 
 
 def render_contact_label(contact: Contact, *, with_shield: bool = False) -> str:
@@ -122,7 +128,15 @@ def render_custom_data(contact: Contact, *, verified: bool) -> str:
 class ContactAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
     """Every member reads their orgs' contacts; nobody edits them here (the API writes them)."""
 
-    list_display = ("shield", "contact_name", "email", "trust", "user_id", "org", "last_seen_at")
+    list_display = (
+        "shield",
+        "contact_name",
+        "email",
+        "trust_level",
+        "user_id",
+        "org",
+        "last_seen_at",
+    )
     list_display_links = ("contact_name",)
     list_filter = ("trust", OrgListFilter)
     search_fields = ("name", "email", "user_id")
@@ -136,7 +150,7 @@ class ContactAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
             {
                 "fields": (
                     "identity",
-                    "trust",
+                    "trust_level",
                     "contact_email",
                     "phone",
                     "user_id",
@@ -166,7 +180,7 @@ class ContactAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
     )
     readonly_fields = (
         "identity",
-        "trust",
+        "trust_level",
         "contact_email",
         "phone",
         "user_id",
@@ -194,6 +208,10 @@ class ContactAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description="Contact")
     def identity(self, obj: Contact) -> str:
         return render_contact_label(obj, with_shield=True)
+
+    @admin.display(description="Trust", ordering="trust")
+    def trust_level(self, obj: Contact) -> str:
+        return render_trust_level(obj)
 
     @admin.display(description="Email")
     def contact_email(self, obj: Contact) -> str:

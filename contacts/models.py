@@ -81,6 +81,9 @@ class Contact(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.erased_at is not None:
+            # Not its kept trust level: the admin titles its pages with this.
+            return f"Erased contact {str(self.id)[:8]}"
         return self.name or self.email or f"{self.get_trust_display()} {str(self.id)[:8]}"
 
     @property

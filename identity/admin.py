@@ -527,6 +527,22 @@ class OrganizationAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
 # --- users (superusers only) ---------------------------------------------------------------------
 
 
+class SuperuserOnlyRowsMixin:
+    """An admin for superusers only finds no row for anyone else.
+
+    Django's history view looks its object up before it asks for permission: a member got a 403
+    for an id that exists and "doesn't exist" for one that does not, and so could count the
+    instance's accounts, groups and tokens, other tenants' included. Finding nothing, every URL
+    of such an admin answers a member alike for both.
+    """
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_active and request.user.is_superuser:
+            return queryset
+        return queryset.none()
+
+
 class EmailUserCreationForm(AdminUserCreationForm):
     class Meta:
         model = User
@@ -558,7 +574,7 @@ class EmailUserChangeForm(UserChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(OfferedLookupsOnlyMixin, DjangoUserAdmin):
+class UserAdmin(SuperuserOnlyRowsMixin, OfferedLookupsOnlyMixin, DjangoUserAdmin):
     """Accounts are a superuser's business; operators add existing users to their orgs."""
 
     form = EmailUserChangeForm
@@ -606,16 +622,22 @@ class UserAdmin(OfferedLookupsOnlyMixin, DjangoUserAdmin):
 # --- the other apps' admins (superusers only) -------------------------------------------------
 
 
-class GroupAdmin(OfferedLookupsOnlyMixin, DjangoGroupAdmin):
-    """Django's, with the changelist held to the lookups it offers."""
+class GroupAdmin(SuperuserOnlyRowsMixin, OfferedLookupsOnlyMixin, DjangoGroupAdmin):
+    """Django's, with the changelist held to the lookups it offers and rows for superusers only."""
 
 
-class OutstandingTokenAdmin(OfferedLookupsOnlyMixin, token_blacklist_admin.OutstandingTokenAdmin):
-    """simplejwt's, with the changelist held to the lookups it offers."""
+class OutstandingTokenAdmin(
+    SuperuserOnlyRowsMixin, OfferedLookupsOnlyMixin, token_blacklist_admin.OutstandingTokenAdmin
+):
+    """simplejwt's, with the changelist held to the lookups it offers and rows for superusers
+    only."""
 
 
-class BlacklistedTokenAdmin(OfferedLookupsOnlyMixin, token_blacklist_admin.BlacklistedTokenAdmin):
-    """simplejwt's, with the changelist held to the lookups it offers."""
+class BlacklistedTokenAdmin(
+    SuperuserOnlyRowsMixin, OfferedLookupsOnlyMixin, token_blacklist_admin.BlacklistedTokenAdmin
+):
+    """simplejwt's, with the changelist held to the lookups it offers and rows for superusers
+    only."""
 
 
 # Registered by their apps, which come before this one in INSTALLED_APPS (and the import above).

@@ -1,4 +1,10 @@
-"""Console pages. Every page is scoped to one org the agent belongs to; anything else is a 404."""
+"""Console pages. Every page is scoped to one org the agent belongs to; anything else is a 404.
+
+Every view is `never_cache` (`Cache-Control: no-store`), as the admin's are: the pages show
+visitors' details, and a stored page would come back from the browser's cache, or from its
+back/forward cache when Back is pressed after "Sign out". Sign-in and sign-out are Django's views,
+which are `never_cache` already.
+"""
 
 import uuid
 
@@ -10,6 +16,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
 from config.exceptions import ApplicationError, NotFound
@@ -82,6 +89,7 @@ def _org_url(name: str, membership: Membership, *args, **query) -> str:
     return f"{reverse(name, args=args)}?{urlencode({'org': membership.org_id, **query})}"
 
 
+@never_cache
 @login_required
 @require_safe
 def inbox(request):
@@ -147,6 +155,7 @@ def _conversation_page(request, membership, conversation, form, status=200):
     return render(request, "console/conversation.html", context, status=status)
 
 
+@never_cache
 @login_required
 @require_safe
 def conversation_detail(request, conversation_id):
@@ -159,6 +168,7 @@ def conversation_detail(request, conversation_id):
     return _conversation_page(request, membership, conversation, ReplyForm())
 
 
+@never_cache
 @login_required
 @require_POST
 def conversation_reply(request, conversation_id):
@@ -187,6 +197,7 @@ def conversation_reply(request, conversation_id):
     return _conversation_page(request, membership, conversation, form, status=400)
 
 
+@never_cache
 @login_required
 @require_POST
 def conversation_close(request, conversation_id):
@@ -200,6 +211,7 @@ def conversation_close(request, conversation_id):
     return HttpResponseRedirect(_org_url("console:conversation", membership, conversation.pk))
 
 
+@never_cache
 @login_required
 @require_safe
 def contact_detail(request, contact_id):

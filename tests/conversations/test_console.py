@@ -10,6 +10,8 @@ from django.utils.http import urlencode
 
 from contacts.models import Contact
 from contacts.services import sender_auth_info_build
+from conversations.console import urls as console_urls
+from conversations.data_rights import contact_erase
 from conversations.models import Conversation, Message
 from tests.conftest import PASSWORD
 from tests.factories import (
@@ -302,6 +304,68 @@ def test_custom_jwt_claims_are_shown_as_a_table(console, org):
         assert value in content
 
 
+# --- erased contacts ---------------------------------------------------------------------------
+
+
+ERASED_LABEL = '<span class="cs-contact__name cs-contact__name--erased">Erased contact</span>'
+ERASED_BADGE = '<span class="cs-badge cs-badge--erased" title="Was verified">Erased</span>'
+
+
+def erased_verified_conversation(org) -> Conversation:
+    """A verified contact's conversation, then the contact erased (trust kept for statistics)."""
+    contact = verified_contact(org, name="Vera Verified", email="vera@customer.test")
+    conversation = ConversationFactory(contact=contact, sender_auth_info=contact.sender_auth_info)
+    MessageFactory(conversation=conversation, sender_contact=contact, body="Hi, it's Vera.")
+    contact_erase(org=org, contact_id=contact.pk, actor_user=None)
+    conversation.refresh_from_db()
+    return conversation
+
+
+def test_an_erased_verified_contact_shows_as_erased_with_no_shield_anywhere(console, org):
+    # given
+    conversation = erased_verified_conversation(org)
+    assert conversation.contact.trust == Contact.Trust.VERIFIED
+
+    # when
+    pages = {
+        "inbox": console.get("/console/").content.decode(),
+        "conversation": console.get(conversation_url(conversation)).content.decode(),
+        "contact": console.get(contact_url(conversation.contact)).content.decode(),
+    }
+
+    # then: named as erased, never as a verified (or anonymous) visitor
+    for name, content in pages.items():
+        assert SHIELD not in content, name
+        assert "cs-badge--verified" not in content, name
+        assert "Anonymous visitor" not in content, name
+        assert ERASED_LABEL in content, name
+    assert ERASED_BADGE in pages["inbox"]
+    for name in ("conversation", "contact"):
+        (panel,) = re.findall(
+            r'<section class="cs-panel cs-panel--erased".*?</section>', pages[name], flags=re.S
+        )
+        assert "<dt>Erased at</dt>" in panel, name
+        assert (
+            "<dt>Before erasure</dt><dd>VERIFIED — "
+            "Verified by the customer&#x27;s backend with an API key</dd>"
+        ) in panel, name
+        assert "Verified at" not in panel, name
+        assert 'Erased <span class="cs-muted">(was verified)</span>' in pages[name], name
+
+
+def test_an_erased_contacts_conversation_offers_no_reply_box_but_can_be_closed(console, org):
+    # given
+    conversation = erased_verified_conversation(org)
+
+    # when
+    content = console.get(conversation_url(conversation)).content.decode()
+
+    # then: every device of the contact is signed out, so nobody would read a reply
+    assert f"/console/conversations/{conversation.pk}/reply" not in content
+    assert "This contact was erased: nobody can read a reply here." in content
+    assert f"/console/conversations/{conversation.pk}/close" in content
+
+
 # --- escaping ----------------------------------------------------------------------------------
 
 
@@ -540,3 +604,32 @@ def test_pages_answer_head_as_they_answer_get_and_refuse_other_methods(console, 
         head = console.head(page)
         assert (head.status_code, head.content) == (200, b""), page
         assert console.put(page).status_code == 405, page
+
+
+# --- caching -----------------------------------------------------------------------------------
+
+NEVER_CACHE = "max-age=0, no-cache, no-store, must-revalidate, private"
+
+
+def test_no_console_answer_may_be_stored_by_the_browser(console, org):
+    # given: one request to each console route; sign-out last, as it ends the session
+    conversation = ConversationFactory(contact=verified_contact(org, name="Vera Verified"))
+    base = f"/console/conversations/{conversation.pk}"
+    requests = {
+        "inbox": ("get", "/console/", {}, 200),
+        "login": ("get", "/console/login", {}, 302),
+        "conversation": ("get", conversation_url(conversation), {}, 200),
+        # a refused reply shows the conversation page again
+        "conversation-reply": ("post", f"{base}/reply?org={org.pk}", {"text": ""}, 400),
+        "conversation-close": ("post", f"{base}/close?org={org.pk}", {}, 302),
+        "contact": ("get", contact_url(conversation.contact), {}, 200),
+        "logout": ("post", "/console/logout", {}, 302),
+    }
+    assert set(requests) == {pattern.name for pattern in console_urls.urlpatterns}
+
+    for name, (method, path, data, status) in requests.items():
+        # when
+        response = getattr(console, method)(path, data)
+
+        # then: Back after "Sign out" cannot bring the page back from the browser's caches
+        assert (response.status_code, response.get("Cache-Control")) == (status, NEVER_CACHE), name

@@ -4,6 +4,7 @@ Visitors are created through the real widget, server-to-server and /v3 routes of
 an agent then reads them in the console and the admin. Screenshots land in docs/screenshots.
 """
 
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -12,11 +13,19 @@ import jwt
 import pytest
 from django.conf import settings
 
+from contacts.models import Contact
 from conversations.models import Message
 from identity.services import api_key_create, signing_secret_create_shared
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import CHROMIUM
-from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+from tests.factories import (
+    ContactFactory,
+    ConversationFactory,
+    MembershipFactory,
+    MessageFactory,
+    OrganizationFactory,
+    UserFactory,
+)
 
 if not CHROMIUM.exists():
     pytest.skip(
@@ -408,6 +417,106 @@ def test_an_agent_of_another_org_sees_none_of_it(new_page, shop):
     admin_page.goto(f"/admin/contacts/contact/{shop.ada.contact_id}/change/")
     assert admin_page.url.endswith("/admin/")
     assert "Ada Lovelace" not in admin_page.locator("#content").inner_text()
+
+
+# The longest values the API takes, with nowhere to break a line.
+LONG_NAME = "N" * 200
+LONG_EMAIL = f"{'l' * 64}@{'d' * 63}.{'d' * 63}.{'d' * 56}.test"
+LONG_EXTERNAL_ID = "L" * 255
+
+
+def horizontal_overflow(page) -> int:
+    """How many pixels the page is wider than the window (0: no horizontal scrolling)."""
+    return page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+
+
+def right_edges(page, cells: str) -> list[float]:
+    return page.locator(cells).evaluate_all(
+        "cells => cells.map(cell => cell.getBoundingClientRect().right)"
+    )
+
+
+def test_long_unbroken_visitor_values_wrap_inside_the_page(new_page, shop):
+    # given: a visitor whose name, email and externalId have no space to break a line at
+    contact = ContactFactory(
+        org=shop.org, trust=Contact.Trust.NON_VERIFIED, name=LONG_NAME, email=LONG_EMAIL
+    )
+    conversation = ConversationFactory(contact=contact, external_id=LONG_EXTERNAL_ID)
+    MessageFactory(conversation=conversation, sender_contact=contact, body="Hello?")
+    page = new_page()
+    admin_page = new_page()
+
+    # when
+    console_sign_in(page, shop.agent)
+    admin_sign_in(admin_page, shop.agent)
+    admin_page.goto("/admin/contacts/contact/")
+
+    # then: every row's trust is on screen, in the console's inbox and the admin's list
+    inbox_trust = right_edges(page, "table.cs-inbox td.cs-trust-cell")
+    assert len(inbox_trust) == 5
+    assert max(inbox_trust) <= VIEWPORT["width"]
+    assert horizontal_overflow(page) == 0
+    admin_trust = right_edges(admin_page, "#result_list td.field-trust_level")
+    assert len(admin_trust) == 5
+    assert max(admin_trust) <= VIEWPORT["width"]
+
+    # and the conversation and contact pages, in the console and the admin, need no scrolling
+    org = f"?org={shop.org.pk}"
+    for at, url in [
+        (page, f"/console/conversations/{conversation.pk}{org}"),
+        (page, f"/console/contacts/{contact.pk}{org}"),
+        (admin_page, f"/admin/conversations/conversation/{conversation.pk}/change/"),
+        (admin_page, f"/admin/contacts/contact/{contact.pk}/change/"),
+    ]:
+        at.goto(url)
+        assert horizontal_overflow(at) == 0, url
+
+
+@pytest.fixture
+def page_with_back_forward_cache(browser, live_server):
+    """A page of a Chromium that keeps pages for Back and Forward as everyday Chrome does
+    (Playwright turns that cache off unless told not to)."""
+    chromium = browser.browser_type.launch(
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        ignore_default_args=["--disable-back-forward-cache"],
+    )
+    try:
+        context = chromium.new_context(viewport=VIEWPORT, base_url=live_server.url)
+        context.set_default_timeout(10_000)
+        context.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith(live_server.url)
+                else route.abort()
+            ),
+        )
+        yield context.new_page()
+    finally:
+        chromium.close()
+
+
+def test_back_after_signing_out_of_the_console_does_not_show_the_conversation_again(
+    page_with_back_forward_cache, shop
+):
+    # given: an agent reads Ada's conversation, then signs out
+    page = page_with_back_forward_cache
+    console_sign_in(page, shop.agent)
+    page.goto(conversation_link(shop, shop.ada))
+    assert "ada@example.com" in page.locator("aside.cs-conv-side").inner_text()
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/console/login")
+
+    # when
+    page.go_back(wait_until="commit")
+
+    # then: the page is asked for again (never stored), and sign-in is what comes back
+    expect(page).to_have_url(re.compile(r"/console/login\?next="))
+    assert "ada@example.com" not in page.content()
 
 
 def test_an_operator_copies_a_new_api_key_from_the_page_that_shows_it_once(new_page, shop):

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from contacts.models import Contact
 from contacts.services import sender_auth_info_build
+from conversations.data_rights import contact_erase
 from identity.models import ApiKey, AuditEvent, Membership, SigningSecret
 from identity.services import api_key_create
 from identity.tokens import api_key_matches
@@ -304,6 +305,40 @@ def test_conversation_page_shows_the_thread_and_the_side_panel(agent_admin, org)
     assert content.index("first &lt;b&gt;hi&lt;/b&gt;") < content.index("second")
     assert "Verified by the customer&#x27;s backend with an API key" in content
     assert SHIELD in content
+
+
+def test_an_erased_verified_contact_shows_as_erased_with_no_shield_in_the_admin(agent_admin, org):
+    # given: a verified contact's conversation, then the contact erased (trust kept)
+    contact = verified_contact(org, name="Vera Verified", email="vera@customer.test")
+    conversation = ConversationFactory(contact=contact, sender_auth_info=contact.sender_auth_info)
+    MessageFactory(conversation=conversation, sender_contact=contact, body="Hi, it's Vera.")
+    contact_erase(org=org, contact_id=contact.pk, actor_user=None)
+    contact.refresh_from_db()
+    assert contact.trust == Contact.Trust.VERIFIED
+
+    # when
+    conversation_page = f"/admin/conversations/conversation/{conversation.pk}/change/"
+    pages = {
+        "contacts": agent_admin.get(CONTACTS).content.decode(),
+        "contact": agent_admin.get(f"{CONTACTS}{contact.pk}/change/").content.decode(),
+        "conversations": agent_admin.get("/admin/conversations/conversation/").content.decode(),
+        "conversation": agent_admin.get(conversation_page).content.decode(),
+    }
+
+    # then: named as erased, never as a verified (or anonymous) visitor
+    for name, content in pages.items():
+        assert SHIELD not in content, name
+        assert "Anonymous visitor" not in content, name
+        assert "Erased contact" in content, name
+    for name in ("contacts", "contact"):
+        assert 'Erased <span class="cs-muted">(was verified)</span>' in pages[name], name
+    assert f"<h2>Erased contact {str(contact.pk)[:8]}</h2>" in pages["contact"]
+    for name in ("contact", "conversation"):
+        (panel,) = re.findall(
+            r'<section class="cs-panel cs-panel--erased".*?</section>', pages[name], flags=re.S
+        )
+        assert "<dt>Erased at</dt>" in panel, name
+        assert "Verified at" not in panel, name
 
 
 def test_agent_closes_conversations_with_the_admin_action(agent_admin, org):
