@@ -15,6 +15,7 @@ from config.exceptions import Unauthenticated
 from contacts.models import Contact, Device
 from contacts.services import device_revoke
 from conversations import services
+from conversations.adopt import contact_device_adopt
 from conversations.data_rights import ERASED_TEXT, contact_erase
 from conversations.models import Conversation, Message
 from tests.concurrency import in_parallel, wait_for_lock_waiters
@@ -53,6 +54,30 @@ def test_a_conversation_checked_before_an_erasure_is_refused_after_it(org, visit
         services.conversation_open(principal=principal, external_id="order-1947", fields={})
 
     assert not Conversation.objects.filter(contact=visitor.contact).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("ended_by", ["erasure", "logout"])
+def test_an_adoption_checked_before_its_contact_is_erased_or_logged_out_is_refused(org, ended_by):
+    # given a verified browser whose adoption has checked its token, and the history it adopts
+    adopter = visitor_with_trust(org, Contact.Trust.VERIFIED)
+    previous = visitor_with_trust(org, Contact.Trust.ANONYMOUS)
+    conversation = ConversationFactory(org=org, contact=previous.contact, device=previous.device)
+    principal = adopter.principal()
+    # and then the verified contact is erased, or that browser logs out, before it writes
+    if ended_by == "erasure":
+        contact_erase(org=org, contact_id=adopter.contact.pk, actor_user=None)
+    else:
+        device_revoke(device=adopter.device)
+
+    # when the adoption writes
+    with pytest.raises(Unauthenticated):
+        contact_device_adopt(principal=principal, previous_token=previous.token)
+
+    # then nothing moved, and the previous browser keeps its history and its token
+    conversation.refresh_from_db()
+    assert conversation.contact_id == previous.contact.pk
+    assert Device.objects.get(pk=previous.device.pk).revoked_at is None
 
 
 @pytest.mark.django_db
