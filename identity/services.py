@@ -146,19 +146,26 @@ def organization_widget_token_rotate(
     The old token stops identifying the org at once in this process and in the shared cache, and
     in other processes once their memo expires (identity.widget_cache).
     """
-    old = org.widget_token
+    # The token being replaced is the one stored now, read under the row's lock: `org` was loaded
+    # before, and a rotation that committed since issued a token this one must retire.
+    old = (
+        Organization.objects.select_for_update(no_key=True)
+        .values_list("widget_token", flat=True)
+        .get(pk=org.pk)
+    )
     org.widget_token = widget_token_new()
     org.save(update_fields=["widget_token"])
     audit_record(
         org=org, action=AuditEvent.Action.WIDGET_TOKEN_ROTATED, actor_user=actor_user, ip=ip
     )
-    transaction.on_commit(lambda: widget_token_retired(old))
+    org_id = org.pk
+    transaction.on_commit(lambda: widget_token_retired(org_id, old))
     return org
 
 
 def organization_cache_invalidate(*, org: Organization) -> None:
     """Re-cache the widget org once its settings change commits; call inside the write's
-    transaction (identity.widget_cache)."""
+    transaction, which must lock or update the org's row (identity.widget_cache)."""
     org_id = org.pk
     transaction.on_commit(lambda: widget_org_changed(org_id))
 
@@ -187,7 +194,9 @@ def organization_widget_settings_update(
     unknown = set(changes) - set(WIDGET_SETTING_FIELDS)
     if unknown:
         raise ValueError(f"not widget settings: {sorted(unknown)}")
-    org = Organization.objects.select_for_update().get(pk=org.pk)
+    # Changes are applied to the row as it is under the lock, so a concurrent change of other
+    # settings is kept.
+    org = Organization.objects.select_for_update(no_key=True).get(pk=org.pk)
     for field, value in changes.items():
         setattr(org, field, value)
     org.save(update_fields=list(changes) or None)

@@ -9,10 +9,17 @@ has committed, so other processes see it within the local TTL.
 
 The shared entry is written two ways, so that a stale read can never outlive a change. A process
 that missed it reads the database and *adds* the org (only if the key is still absent); a committed
-change *sets* it: the org as it now is after a settings change, `RETIRED` under a rotated-away
+change *sets* it: the org as it now is under its current token, `RETIRED` under a rotated-away
 token. A reader that fetched the old row just before the change committed therefore either wrote
 first and is overwritten, or comes second and finds the key taken. (Deleting the entry instead
 would let that late reader put the old org back for the whole shared TTL.)
+
+A change's writes are made holding the org row's lock, with the org read under it. Every change
+holds that lock until it commits, so the writes of two changes cannot interleave and the last ones
+made show the last committed state. Read without the lock, the org a change's hook had fetched
+could be written after a later change's hook: the older settings enforced, or a rotated-away
+token naming the org again, for the shared TTL. (SQLite has no row locks; it serves a single
+process, in development and tests.) Readers never take the lock.
 """
 
 import time
@@ -20,6 +27,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 
 from identity.models import Organization
 
@@ -81,17 +89,28 @@ def shared_add(widget_token: str, org) -> None:
 
 def widget_org_changed(org_id) -> None:
     """After a settings change has committed: the shared entry becomes the org as it now is."""
-    org = Organization.objects.filter(pk=org_id).first()
-    if org is None:
-        return
-    _memo.pop(org.widget_token, None)
-    cache.set(widget_config_cache_key(org.widget_token), org, timeout=SHARED_SECONDS)
+    _shared_entries_rewrite(org_id, retired_token=None)
 
 
-def widget_token_retired(widget_token: str) -> None:
-    """After a rotation has committed: the old token names no org, here and in the shared cache."""
-    _memo.pop(widget_token, None)
-    cache.set(widget_config_cache_key(widget_token), RETIRED, timeout=SHARED_SECONDS)
+def widget_token_retired(org_id, widget_token: str) -> None:
+    """After a rotation has committed: the old token names no org, here and in the shared cache,
+    and the current one names the org as it now is."""
+    _shared_entries_rewrite(org_id, retired_token=widget_token)
+
+
+def _shared_entries_rewrite(org_id, *, retired_token: str | None) -> None:
+    with transaction.atomic():
+        # No key: the lock a change's UPDATE takes, without holding up rows that reference the org.
+        org = Organization.objects.select_for_update(no_key=True).filter(pk=org_id).first()
+        if retired_token is not None:
+            cache.set(widget_config_cache_key(retired_token), RETIRED, timeout=SHARED_SECONDS)
+        if org is not None:
+            cache.set(widget_config_cache_key(org.widget_token), org, timeout=SHARED_SECONDS)
+    # After the shared writes, so a request of this process that misses the memo finds the new ones.
+    if retired_token is not None:
+        _memo.pop(retired_token, None)
+    if org is not None:
+        _memo.pop(org.widget_token, None)
 
 
 def memo_clear() -> None:
