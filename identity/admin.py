@@ -713,7 +713,7 @@ class MembershipForm(forms.ModelForm):
             and role != Membership.Role.OWNER
             and is_last_owner(self.instance)
         ):
-            self.add_error("role", "This is the organization's last owner.")
+            self.add_error("role", services.LastOwner.default_detail)
         user = cleaned.get("email")
         if user is not None and Membership.objects.filter(user=user, org=org).exists():
             self.add_error("email", "This user is already a member of this organization.")
@@ -724,6 +724,8 @@ class MembershipForm(forms.ModelForm):
 
 
 def is_last_owner(membership: Membership) -> bool:
+    """Read without a lock, for the form's message and the delete button: a request that passed
+    it may still find the other owner gone when it writes, and the service refuses it then."""
     return (
         membership.role == Membership.Role.OWNER
         and not Membership.objects.filter(org_id=membership.org_id, role=Membership.Role.OWNER)
@@ -783,6 +785,29 @@ class MembershipAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
         user = obj.user if change else form.cleaned_data["email"]
         saved = services.membership_set(user=user, org=obj.org, role=obj.role)
         obj.pk, obj.user, obj.created_at = saved.pk, saved.user, saved.created_at
+
+    def delete_model(self, request, obj):
+        services.membership_remove(membership=obj)
+
+    def changeform_view(self, request, *args, **kwargs):
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except services.LastOwner as exc:
+            return self._last_owner_refused(request, exc)
+
+    def delete_view(self, request, *args, **kwargs):
+        try:
+            return super().delete_view(request, *args, **kwargs)
+        except services.LastOwner as exc:
+            return self._last_owner_refused(request, exc)
+
+    def _last_owner_refused(self, request, exc: services.LastOwner):
+        """The form and the delete button saw another owner, who was demoted or removed before
+        this write; the view's transaction is rolled back. Back to the list, which shows who is
+        owner now: the change page may be closed to the user by then (an admin cannot touch
+        owners)."""
+        self.message_user(request, str(exc.detail), messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:identity_membership_changelist"))
 
 
 # --- API keys ----------------------------------------------------------------------------------

@@ -126,15 +126,59 @@ def organization_create(*, name: str, slug: str) -> Organization:
     return Organization.objects.create(name=name, slug=slug)
 
 
+class LastOwner(Conflict):
+    """An org keeps at least one owner: only an owner makes someone owner, so an org without
+    one would need a superuser to get one again (docs/agent-ui.md)."""
+
+    default_code = "last_owner"
+    default_detail = "This is the organization's last owner."
+
+
+def _owner_ids_locked(*, org_id) -> set:
+    """Lock the org's row and return the user ids of its owners.
+
+    Every membership write takes this lock first, so writes in one org take turns and each reads
+    the owners the one before it left. Checked before the write without a lock, two owners
+    demoting or removing each other at once both saw another owner and left none (race audit:
+    16 of 20 rounds). FOR NO KEY UPDATE, as in `signing_secret_slot_claim`: rows that reference
+    the org (contacts, messages) are still inserted meanwhile.
+    """
+    Organization.objects.select_for_update(no_key=True).filter(pk=org_id).values_list(
+        "pk", flat=True
+    ).first()
+    return set(
+        Membership.objects.filter(org_id=org_id, role=Membership.Role.OWNER).values_list(
+            "user_id", flat=True
+        )
+    )
+
+
 @transaction.atomic
 def membership_set(*, user: User, org: Organization, role: str) -> Membership:
     """Give `user` `role` in `org`. Members are staff (SPEC §6): a new account the admin created
-    without "staff" becomes staff here, or its membership would give it nothing."""
+    without "staff" becomes staff here, or its membership would give it nothing.
+
+    Raises LastOwner, and writes nothing, when this would demote the org's last owner.
+    """
+    owners = _owner_ids_locked(org_id=org.pk)
+    if role != Membership.Role.OWNER and owners == {user.pk}:
+        raise LastOwner()
     if not user.is_staff:
         user.is_staff = True
         user.save(update_fields=["is_staff"])
     membership, _ = Membership.objects.update_or_create(user=user, org=org, defaults={"role": role})
     return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    """Take a member out of their org; one already gone is done.
+
+    Raises LastOwner, and removes nothing, when `membership` is the org's last owner.
+    """
+    if _owner_ids_locked(org_id=membership.org_id) == {membership.user_id}:
+        raise LastOwner()
+    Membership.objects.filter(pk=membership.pk).delete()
 
 
 @transaction.atomic

@@ -803,6 +803,53 @@ def test_the_last_owner_cannot_be_demoted(operator_admin, operator_user, org):
     assert membership.role == "owner"
 
 
+def test_the_last_owner_cannot_be_removed(operator_admin, operator_user, org):
+    membership = Membership.objects.get(user=operator_user, org=org)
+
+    response = operator_admin.post(
+        f"/admin/identity/membership/{membership.pk}/delete/", {"post": "yes"}
+    )
+
+    assert response.status_code == 403
+    assert Membership.objects.get(pk=membership.pk).role == "owner"
+
+
+def test_memberships_have_no_bulk_delete(operator_admin, operator_user, org):
+    # given: two owners, both selected; deleted together, each would pass its own check
+    selected = [
+        Membership.objects.get(user=operator_user, org=org).pk,
+        MembershipFactory(org=org, role="owner").pk,
+    ]
+
+    # when
+    response = operator_admin.post(
+        "/admin/identity/membership/",
+        {"action": "delete_selected", "_selected_action": selected, "post": "yes"},
+    )
+
+    # then: the action is not offered, and both stay
+    assert response.status_code == 200
+    assert set(Membership.objects.filter(org=org).values_list("pk", flat=True)) == set(selected)
+
+
+def test_a_changed_membership_keeps_its_user_and_org(operator_admin, operator_user, org, other_org):
+    # given: another owner in the org, and the operator owns the other org too
+    membership = Membership.objects.get(user=operator_user, org=org)
+    colleague = MembershipFactory(org=org, role="owner").user
+    MembershipFactory(org=other_org, user=operator_user, role="owner")
+
+    # when: the change form is sent with another org and user, which it shows read-only
+    response = operator_admin.post(
+        f"/admin/identity/membership/{membership.pk}/change/",
+        {"org": str(other_org.pk), "user": colleague.pk, "role": "admin"},
+    )
+
+    # then: only the role changed, so no owner leaves an org by being moved out of it
+    membership.refresh_from_db()
+    assert response.status_code == 302
+    assert (membership.org, membership.user, membership.role) == (org, operator_user, "admin")
+
+
 def test_plain_agents_cannot_manage_memberships_or_users(agent_admin):
     assert agent_admin.get("/admin/identity/membership/").status_code == 403
     assert agent_admin.get("/admin/identity/user/").status_code == 403
