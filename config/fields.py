@@ -3,11 +3,12 @@
 import json
 from datetime import UTC
 
+from django.core.validators import EmailValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.emails import email_normalize
+from config.emails import email_normalize, email_validate
 
 MAX_CUSTOM_DATA_BYTES = 16 * 1024
 MAX_CUSTOM_DATA_DEPTH = 5
@@ -27,6 +28,12 @@ class StrictCharField(serializers.CharField):
 class StrictEmailField(StrictCharField, serializers.EmailField):
     """An email address, normalized (`config.emails.email_normalize`) and then validated, its
     length too: normalization can lengthen an address (`İ` lower-cases to two characters)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # config.emails' validation instead of Django's alone (which it includes).
+        self.validators = [v for v in self.validators if not isinstance(v, EmailValidator)]
+        self.validators.append(email_validate)
 
     def to_internal_value(self, data):
         return email_normalize(super().to_internal_value(data))

@@ -42,7 +42,19 @@ def json_loads_strict(raw: bytes | str) -> object:
 
 
 # JSON's own encodings (RFC 8259 §8.1), which json.loads tells apart by the body's first bytes.
-JSON_CHARSETS = frozenset({"utf-8", "utf8", "utf-16", "utf-16le", "utf-16be", "utf-32"})
+JSON_CHARSETS = frozenset(
+    {
+        "utf-8",
+        "utf8",
+        "us-ascii",
+        "utf-16",
+        "utf-16le",
+        "utf-16be",
+        "utf-32",
+        "utf-32le",
+        "utf-32be",
+    }
+)
 
 
 class StrictJSONParser(JSONParser):
@@ -56,7 +68,7 @@ class StrictJSONParser(JSONParser):
             )
         params = parse_header_parameters(media_type)[1] if media_type and ";" in media_type else {}
         if params.get("charset", "utf-8").strip().lower() not in JSON_CHARSETS:
-            raise UnsupportedMediaType(media_type, detail="JSON must be sent as UTF-8.")
+            raise UnsupportedMediaType(media_type, detail="JSON must be sent as UTF-8, -16 or -32.")
         limit = settings.MAX_REQUEST_BODY_BYTES
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:

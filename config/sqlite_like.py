@@ -5,10 +5,11 @@ an agent searching `émile` or `жанна` found nothing, where PostgreSQL's `U
 finds `Émile` and `Жанна` (`contacts.selectors.contacts_for_org`, the admin's searches). SQLite
 lets an application replace `like()`, which its LIKE operator calls: this one matches with
 Python's Unicode case-insensitive regular expressions. Django's SQLite lookups (`icontains`,
-`iexact`, `istartswith`, … and their case-sensitive twins, which on SQLite have always ignored
-ASCII case, as Django documents) are all LIKE with `ESCAPE '\\'`, so the case-insensitive ones now
-find on SQLite what they find on PostgreSQL. SQLite is the newcomer's database; its LIKE index
-optimisation, which this turns off, does not matter there.
+`iexact`, `istartswith`, …) are LIKE with `ESCAPE '\\'`, so they now find on SQLite what they
+find on PostgreSQL. Their case-sensitive twins are LIKE too, and on SQLite have always ignored
+ASCII case (as Django documents); they now ignore all case there, so a test of a case-sensitive
+match passes on PostgreSQL only, as before for ASCII. SQLite is the newcomer's database; its
+LIKE index optimisation, which this turns off, does not matter there.
 """
 
 import functools
@@ -23,7 +24,9 @@ def _like_pattern(pattern: str, escape: str | None) -> re.Pattern:
     parts, i = [], 0
     while i < len(pattern):
         char = pattern[i]
-        if char == escape and i + 1 < len(pattern):
+        if char == escape:
+            if i + 1 == len(pattern):
+                return _NOTHING  # SQLite: an escape with nothing after it matches nothing
             parts.append(re.escape(pattern[i + 1]))
             i += 2
             continue
@@ -32,11 +35,27 @@ def _like_pattern(pattern: str, escape: str | None) -> re.Pattern:
     return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
 
 
-def like(pattern, value, escape=None):
-    """SQLite's `value LIKE pattern [ESCAPE escape]`: NULL in, NULL out."""
-    if pattern is None or value is None:
+_NOTHING = re.compile(r"(?!)")
+
+
+def _text(value) -> str:
+    """A value as SQLite's LIKE reads it: text as it is, blobs as UTF-8, numbers as SQL text."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def like(pattern, value, *escape):
+    """SQLite's `value LIKE pattern [ESCAPE escape]`: NULL in, NULL out; the escape is one
+    character, else SQLite's own error."""
+    if pattern is None or value is None or (escape and escape[0] is None):
         return None
-    return _like_pattern(str(pattern), escape).fullmatch(str(value)) is not None
+    if escape and len(escape[0]) != 1:
+        raise ValueError("ESCAPE expression must be a single character")
+    return (
+        _like_pattern(_text(pattern), escape[0] if escape else None).fullmatch(_text(value))
+        is not None
+    )
 
 
 @receiver(connection_created)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
+from config.emails import email_normalize
 from config.exceptions import NotFound, Unauthenticated
 from config.pagination import keyset_page
 from config.precompiled import CompiledQuery, ModelRow
@@ -147,7 +148,8 @@ def contacts_for_org(
     if search:
         contacts = contacts.filter(
             Q(name__icontains=search)
-            | Q(email__startswith=search.lower())
+            # A whole address is compared as stored (`xn--` or full-width spellings included).
+            | Q(email__startswith=email_normalize(search) if "@" in search else search.lower())
             | Q(user_id=search, trust=Contact.Trust.VERIFIED)
         )
     return contacts.order_by("-last_seen_at", "-pk")

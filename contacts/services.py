@@ -7,12 +7,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.emails import email_normalize
+from config.emails import email_normalize, email_validate
 from config.exceptions import ApplicationError, Conflict, Unauthenticated
 from config.fields import check_custom_data
 from config.jsontext import as_sentence, json_value_check
@@ -461,7 +460,7 @@ def _claims_profile(claims: dict) -> VerifiedProfile:
     elif "email" not in problems:
         try:
             if email:
-                validate_email(email)
+                email_validate(email)
         except DjangoValidationError:
             problems["email"] = ["Enter a valid email address."]
     names = [claims.get("firstname") or "", claims.get("lastname") or ""]

@@ -5,11 +5,10 @@ import functools
 import math
 
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.emails import email_normalize
+from config.emails import email_clean
 from config.exceptions import ApplicationError, Conflict, Forbidden, NotFound, Unauthenticated
 from config.precompiled import InsertAndUpdate, execute_prepared, mark_saved, save_values
 from contacts.models import Contact, Device
@@ -381,9 +380,7 @@ def _field_value_clean(spec: dict, value):
     if len(value) > MAX_FIELD_TEXT_LENGTH:
         raise ValidationError(f"Must be at most {MAX_FIELD_TEXT_LENGTH} characters.")
     if kind == "email":
-        value = email_normalize(value)  # one spelling, as contacts' and agents' emails
-        validate_email(value)
-        return value
+        return email_clean(value)  # one spelling, as contacts' and agents' emails
     if kind == "select" and value not in (spec.get("options") or []):
         raise ValidationError("Must be one of the field's options.")
     return value

@@ -30,6 +30,7 @@ from rest_framework.exceptions import Throttled
 from rest_framework_simplejwt.token_blacklist import admin as token_blacklist_admin
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
+from config.emails import email_clean
 from config.exceptions import ApplicationError, Unauthenticated
 from config.http import client_ip
 from config.jsontext import as_sentence, json_value_check
@@ -549,12 +550,17 @@ class EmailUserCreationForm(AdminUserCreationForm):
         fields = ("email",)
 
     def clean_email(self):
-        email = normalize_email(self.cleaned_data["email"])
-        if len(email) > User._meta.get_field("email").max_length:  # `İ` lower-cases to two
-            raise ValidationError("Enter an email address of at most 254 characters.")
-        if User.objects.filter(email=email).exists():
-            raise ValidationError("A user with this email already exists.")
-        return email
+        return user_email_clean(self.cleaned_data["email"], user=None)
+
+
+def user_email_clean(email: str, *, user: User | None) -> str:
+    """An account's email as it will be stored (`config.emails.email_clean`), and not another
+    account's: compared normalized, as sign-in looks it up, so no spelling reaches the unique
+    index as a 500."""
+    email = email_clean(email)
+    if User.objects.filter(email=email).exclude(pk=getattr(user, "pk", None)).exists():
+        raise ValidationError("A user with this email already exists.")
+    return email
 
 
 class EmailUserChangeForm(UserChangeForm):
@@ -571,6 +577,9 @@ class EmailUserChangeForm(UserChangeForm):
             "last_login",
             "date_joined",
         )
+
+    def clean_email(self):
+        return user_email_clean(self.cleaned_data["email"], user=self.instance)
 
 
 @admin.register(User)

@@ -96,7 +96,11 @@ def agent_tokens_refresh(*, refresh: str) -> dict[str, str]:
     10 rounds). The user's row is locked, so a rotation and a password change take turns.
     """
     token = _refresh_token_load(refresh)
-    user = User.objects.select_for_update().filter(pk=token.get("user_id"), is_active=True).first()
+    user = (
+        User.objects.select_for_update(no_key=True)
+        .filter(pk=token.get("user_id"), is_active=True)
+        .first()
+    )
     if user is None or token.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(
         user.password
     ):

@@ -139,7 +139,7 @@ def test_json_labelled_with_another_charset_than_jsons_own_is_415(client, conten
     # then: JSON's own encodings are read (json.loads tells them apart); others are refused
     assert response.status_code == status
     if status == 415:
-        assert response.json()["error"]["message"] == "JSON must be sent as UTF-8."
+        assert response.json()["error"]["message"] == "JSON must be sent as UTF-8, -16 or -32."
 
 
 def test_the_middlewares_errors_are_written_as_compactly_as_drfs(client):

@@ -98,3 +98,40 @@ def test_the_foreign_key_indexes_go_without_touching_the_constraints():
     finally:
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_emails_stored_in_an_older_spelling_are_normalized():
+    executor = MigrationExecutor(connection)
+    try:
+        # given: rows written before emails were normalized beyond lower case
+        executor.migrate([("identity", "0002_auditevent"), ("contacts", "0004_fk_indexes_covered")])
+        apps = executor.loader.project_state(
+            [("identity", "0002_auditevent"), ("contacts", "0004_fk_indexes_covered")]
+        ).apps
+        User = apps.get_model("identity", "User")
+        Organization = apps.get_model("identity", "Organization")
+        Contact = apps.get_model("contacts", "Contact")
+        old = User.objects.create(email="ops@xn--bcher-kva.de", password="!")
+        User.objects.create(email="ann@b\u00fccher.de", password="!")
+        clash = User.objects.create(email="ann@xn--bcher-kva.de", password="!")
+        org = Organization.objects.create(name="Shop", slug="shop-emails", widget_token="wgt_e")
+        verified = Contact.objects.create(org=org, trust="verified", email="carol@bu\u0308cher.de")
+        typed = Contact.objects.create(org=org, trust="non_verified", email="dee@xn--g6h.de")
+        ascii_ = Contact.objects.create(org=org, trust="non_verified", email="eve@shop.test")
+
+        # when
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+        # then: one spelling, except where another account already holds it
+        emails = dict(User.objects.values_list("pk", "email"))
+        assert emails[old.pk] == "ops@b\u00fccher.de"
+        assert emails[clash.pk] == "ann@xn--bcher-kva.de"
+        contacts = dict(Contact.objects.values_list("pk", "email"))
+        assert contacts[verified.pk] == "carol@b\u00fccher.de"
+        assert contacts[typed.pk] == "dee@\u2665.de"
+        assert contacts[ascii_.pk] == "eve@shop.test"
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())

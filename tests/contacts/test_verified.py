@@ -822,3 +822,28 @@ def test_a_custom_tokens_email_over_254_once_lower_cased_is_a_400_and_keeps_its_
     assert Contact.objects.count() == 0
     jti = jwt.decode(token, options={"verify_signature": False})["jti"]
     assert exchange(custom_token(org, *shared_secret, jti=jti)).status_code == 200
+
+
+@pytest.mark.parametrize("email", ["\u017fam@shop.test", "\u0131an@shop.test"], ids=repr)
+def test_a_local_part_that_only_case_insensitive_matching_lets_through_is_a_400(org, email):
+    # Django's pattern matches ignoring case, so it takes a long s or a dotless i for s and i;
+    # no lower-casing turns them into the ASCII letters, so they would be other mailboxes.
+    response = authenticate(backend(key_for(org)), {"email": email, "user_id": "u"})
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["email"]
+    assert Contact.objects.count() == 0
+
+
+@pytest.mark.parametrize("spelling", ["dee@xn--g6h.de", "dee@\u2665.\uff44\uff45"], ids=repr)
+def test_spellings_of_a_domain_idna_refuses_still_meet(org, spelling):
+    # given: an address Django accepts and IDNA 2008 refuses (a symbol in the domain)
+    client = backend(key_for(org))
+    authenticate(client, {"email": "dee@\u2665.de", "user_id": "dee"})
+
+    # when
+    conflict = authenticate(client, {"email": spelling, "user_id": "somebody-else"})
+
+    # then
+    assert conflict.status_code == 409
+    assert list(Contact.objects.values_list("email", flat=True)) == ["dee@\u2665.de"]

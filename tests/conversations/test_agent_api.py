@@ -142,6 +142,14 @@ def test_the_name_search_ignores_case_beyond_ascii_on_every_database(org, agent_
     assert ids("%") == []
 
 
+def test_a_whole_address_is_searched_in_the_spelling_it_is_stored_in(org, agent_client):
+    carol = ContactFactory(org=org, trust="non_verified", email="carol@b\u00fccher.de")
+
+    for search in ("carol@xn--bcher-kva.de", "CAROL@bu\u0308cher.de", "carol@b\u00fc"):
+        response = agent_client.get(f"{base(org)}/contacts", {"search": search})
+        assert [row["id"] for row in response.json()["results"]] == [str(carol.id)], search
+
+
 def test_contact_list_row_shape(org, agent_client):
     contact = VerifiedContactFactory(org=org)
 

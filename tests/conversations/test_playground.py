@@ -177,6 +177,18 @@ def test_demo_backend_gives_the_same_user_a_second_token_and_device(settings, de
     assert Device.objects.count() == 2
 
 
+def test_demo_backend_refuses_a_padded_user_id_as_authenticate_user_does(settings, demo_org):
+    settings.DEMO_MODE = True
+    demo_key(demo_org)
+
+    body = {"email": "ada@example.com", "user_id": "cust-1\u3000"}
+    response = APIClient().post(BACKEND, body, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["user_id"]
+    assert Contact.objects.count() == 0
+
+
 def test_demo_backend_acts_for_the_org_named_by_the_org_parameter(settings, demo_org):
     # given
     settings.DEMO_MODE = True

@@ -867,3 +867,24 @@ def test_admin_sign_in_shares_the_lockout(client, operator_user, settings):
     assert 0 < int(response["Retry-After"]) <= settings.LOCKOUT_WINDOW_SECONDS
     assert b"Too many failed sign-ins" in response.content
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.parametrize("spelling", ["ANN@XN--BCHER-KVA.DE", "ann@bu\u0308cher.de"], ids=repr)
+def test_a_superuser_cannot_give_an_account_another_accounts_address_in_another_spelling(spelling):
+    # given
+    root = UserFactory(is_superuser=True, is_staff=True)
+    UserFactory(email="ann@b\u00fccher.de")
+    bob = UserFactory(email="bob@shop.test")
+    form = admin_client(root).get(f"/admin/identity/user/{bob.pk}/change/").context["adminform"]
+    data = {k: v for k, v in form.form.initial.items() if v is not None and k != "password"}
+
+    # when
+    response = admin_client(root).post(
+        f"/admin/identity/user/{bob.pk}/change/", {**data, "email": spelling}
+    )
+
+    # then: the form says so (a 500 from the unique index before)
+    assert response.status_code == 200
+    assert "A user with this email already exists." in response.content.decode()
+    bob.refresh_from_db()
+    assert bob.email == "bob@shop.test"
