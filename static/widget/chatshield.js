@@ -27,6 +27,7 @@
   const VERSION = '1.1.0';
   const POLL_MS = 3000;
   const CONFIG_RETRY_MS = [3000, 60000]; // first and longest wait before asking for the config again
+  const LOCK_WAIT_MS = 10000; // longest wait for another tab's sign-in (acrossTabs) before going on alone
   const MAX_MESSAGE = 10000; // characters (code points), as the server counts them
   const THREAD_PAGE = 200; // the server's page of messages; a full page means more are waiting
   const KINDS = ['contact', 'agent', 'system'];
@@ -152,10 +153,13 @@
   function acrossTabs(name, fn) {
     const locks = global.navigator && global.navigator.locks;
     if (!locks || typeof locks.request !== 'function') return fn();
+    // A tab whose sign-in hangs must not hold the others for as long as the browser waits on it.
+    const timeout = global.AbortSignal && typeof AbortSignal.timeout === 'function';
+    const options = timeout ? {signal: AbortSignal.timeout(LOCK_WAIT_MS)} : {};
     let ran = false;
-    return locks.request(name, () => { ran = true; return fn(); }).catch((err) => {
+    return locks.request(name, options, () => { ran = true; return fn(); }).catch((err) => {
       if (ran) throw err;
-      return fn(); // the lock itself was refused (an opaque origin, say)
+      return fn(); // the lock was refused (an opaque origin, say) or not granted in time
     });
   }
 
@@ -328,8 +332,19 @@
         if (s.token) return null;
         if (s.mode === 'verified' || s.expired) throw expiredError();
         if (s.signinRequired) throw apiError(403, 'verification_required', 'Please sign in to chat.');
-        return mint(baseDetails());
+        return acrossTabs(storeName + 'identity', () => (storedByAnotherTab(null) ? null : mint(baseDetails())));
       });
+    }
+
+    // After a logout or a revocation each tab signs in again: the second to do so takes the token
+    // the first stored (under acrossTabs), so the browser's tabs keep sharing one identity.
+    function storedByAnotherTab(used) {
+      const stored = store && store.get('token');
+      if (!stored || stored === used || expiresSoon(stored)) return false;
+      const meta = readMeta();
+      useToken(stored, meta.trust, meta.contactId);
+      if (!user.externalId) s.externalId = store.get('externalId') || s.externalId;
+      return true;
     }
 
     // A call with the contact token; a 401 gets one recovery (re-mint or onTokenExpired) and one retry.
@@ -354,8 +369,11 @@
       return serial(async () => {
         if (s.token && s.token !== used) return; // another call already replaced it
         if (s.mode !== 'verified') {
-          forgetToken();
-          await mint(baseDetails());
+          await acrossTabs(storeName + 'identity', () => {
+            if (storedByAnotherTab(used)) return null;
+            forgetToken();
+            return mint(baseDetails());
+          });
           return;
         }
         let fresh = null;

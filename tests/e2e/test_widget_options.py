@@ -481,6 +481,35 @@ def test_two_tabs_opened_on_a_first_visit_share_one_identity(browser, live_serve
         context.close()
 
 
+def test_after_a_logout_the_tabs_sign_in_again_as_one_new_identity(browser, live_server):
+    # given: a shared computer with the shop open in two tabs, one visitor's identity in both
+    org = OrganizationFactory()
+    context = browser.new_context(base_url=live_server.url)
+    context.set_default_timeout(10_000)
+    try:
+        first, second = context.new_page(), context.new_page()
+        for page in (first, second):
+            page.goto("/healthz")
+            embed(page, live_server, org.widget_token)
+            page.wait_for_function("() => ChatShield._state().contactId !== null")
+        before = Contact.objects.get()
+
+        # when: they log out in the first tab and the next person chats in both
+        first.evaluate("() => ChatShield.logout()")
+        first.get_by_test_id("cs-new-conversation").click()
+        send(first, "first tab")
+        second.get_by_test_id("cs-new-conversation").click()
+        send(second, "second tab")
+
+        # then: the old identity is revoked, and both tabs share one new one
+        after = Contact.objects.exclude(pk=before.pk).get()
+        assert state(first)["contactId"] == state(second)["contactId"] == str(after.pk)
+        assert Device.objects.get(contact=before).revoked_at is not None
+        assert set(Conversation.objects.values_list("contact", flat=True)) == {after.pk}
+    finally:
+        context.close()
+
+
 def test_an_unknown_widget_token_on_a_customers_site_is_said_once_and_not_retried(
     browser, live_server
 ):
