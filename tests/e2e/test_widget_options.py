@@ -453,61 +453,59 @@ def test_a_logout_while_the_first_token_is_on_its_way_revokes_it(new_page, live_
     assert page.evaluate("() => ChatShield._state().contactId") != str(first.pk)
 
 
-def test_two_tabs_opened_on_a_first_visit_share_one_identity(browser, live_server):
+@pytest.fixture
+def two_tabs(browser, live_server):
+    """Two pages of one browser (one context: one localStorage), on the live server's origin."""
+    context = browser.new_context(base_url=live_server.url)
+    context.set_default_timeout(10_000)
+    tabs = context.new_page(), context.new_page()
+    for page in tabs:
+        page.goto("/healthz")
+    yield tabs
+    context.close()
+
+
+def test_two_tabs_opened_on_a_first_visit_share_one_identity(two_tabs, live_server):
     # given: a first visit, in one browser, whose sign-ins take 800 ms each
     org = OrganizationFactory()
-    context = browser.new_context(base_url=live_server.url)
-    context.set_default_timeout(10_000)
-    try:
-        first, second = context.new_page(), context.new_page()
-        for page in (first, second):
-            page.goto("/healthz")
+    first, second = two_tabs
 
-        # when: the shop is opened in two tabs, the second while the first tab's sign-in is on
-        # its way
-        embed_slow(first, live_server, org.widget_token, "/widget/contacts/unverified", 800)
-        first.wait_for_function("() => window.held > 0")
-        embed_slow(second, live_server, org.widget_token, "/widget/contacts/unverified", 800)
-        for page in (first, second):
-            page.wait_for_function("() => ChatShield._state().contactId !== null")
+    # when: the shop is opened in two tabs, the second while the first tab's sign-in is on its way
+    embed_slow(first, live_server, org.widget_token, "/widget/contacts/unverified", 800)
+    first.wait_for_function("() => window.held > 0")
+    embed_slow(second, live_server, org.widget_token, "/widget/contacts/unverified", 800)
+    for page in two_tabs:
+        page.wait_for_function("() => ChatShield._state().contactId !== null")
 
-        # then: one contact and one device, which both tabs use with the same externalId
-        contact = Contact.objects.get()
-        assert Device.objects.get().contact == contact
-        assert state(first) == state(second)
-        assert state(first)["contactId"] == str(contact.pk)
-        assert second.evaluate("() => window.held") == 0
-    finally:
-        context.close()
+    # then: one contact and one device, which both tabs use with the same externalId
+    contact = Contact.objects.get()
+    assert Device.objects.get().contact == contact
+    assert state(first) == state(second)
+    assert state(first)["contactId"] == str(contact.pk)
+    assert second.evaluate("() => window.held") == 0
 
 
-def test_after_a_logout_the_tabs_sign_in_again_as_one_new_identity(browser, live_server):
+def test_after_a_logout_the_tabs_sign_in_again_as_one_new_identity(two_tabs, live_server):
     # given: a shared computer with the shop open in two tabs, one visitor's identity in both
     org = OrganizationFactory()
-    context = browser.new_context(base_url=live_server.url)
-    context.set_default_timeout(10_000)
-    try:
-        first, second = context.new_page(), context.new_page()
-        for page in (first, second):
-            page.goto("/healthz")
-            embed(page, live_server, org.widget_token)
-            page.wait_for_function("() => ChatShield._state().contactId !== null")
-        before = Contact.objects.get()
+    first, second = two_tabs
+    for page in two_tabs:
+        embed(page, live_server, org.widget_token)
+        page.wait_for_function("() => ChatShield._state().contactId !== null")
+    before = Contact.objects.get()
 
-        # when: they log out in the first tab and the next person chats in both
-        first.evaluate("() => ChatShield.logout()")
-        first.get_by_test_id("cs-new-conversation").click()
-        send(first, "first tab")
-        second.get_by_test_id("cs-new-conversation").click()
-        send(second, "second tab")
+    # when: they log out in the first tab and the next person chats in both
+    first.evaluate("() => ChatShield.logout()")
+    first.get_by_test_id("cs-new-conversation").click()
+    send(first, "first tab")
+    second.get_by_test_id("cs-new-conversation").click()
+    send(second, "second tab")
 
-        # then: the old identity is revoked, and both tabs share one new one
-        after = Contact.objects.exclude(pk=before.pk).get()
-        assert state(first)["contactId"] == state(second)["contactId"] == str(after.pk)
-        assert Device.objects.get(contact=before).revoked_at is not None
-        assert set(Conversation.objects.values_list("contact", flat=True)) == {after.pk}
-    finally:
-        context.close()
+    # then: the old identity is revoked, and both tabs share one new one
+    after = Contact.objects.exclude(pk=before.pk).get()
+    assert state(first)["contactId"] == state(second)["contactId"] == str(after.pk)
+    assert Device.objects.get(contact=before).revoked_at is not None
+    assert set(Conversation.objects.values_list("contact", flat=True)) == {after.pk}
 
 
 def test_an_unknown_widget_token_on_a_customers_site_is_said_once_and_not_retried(
