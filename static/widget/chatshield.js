@@ -28,6 +28,7 @@
   const POLL_MS = 3000;
   const CONFIG_RETRY_MS = [3000, 60000]; // first and longest wait before asking for the config again
   const LOCK_WAIT_MS = 10000; // longest wait for another tab's sign-in (acrossTabs) before going on alone
+  const STORAGE_SETTLE_MS = 1000; // longest wait, after that, for its token to show in localStorage
   const MAX_MESSAGE = 10000; // characters (code points), as the server counts them
   const THREAD_PAGE = 200; // the server's page of messages; a full page means more are waiting
   const KINDS = ['contact', 'agent', 'system'];
@@ -157,10 +158,13 @@
     const timeout = global.AbortSignal && typeof AbortSignal.timeout === 'function';
     const options = timeout ? {signal: AbortSignal.timeout(LOCK_WAIT_MS)} : {};
     let ran = false;
-    return locks.request(name, options, () => { ran = true; return fn(); }).catch((err) => {
-      if (ran) throw err;
-      return fn(); // the lock was refused (an opaque origin, say) or not granted in time
-    });
+    const run = (waited) => { ran = true; return fn(waited); };
+    // Free at once, or held by another tab: `fn` learns which (`waited`).
+    return locks.request(name, {ifAvailable: true}, (lock) => (lock ? run(false) : locks.request(name, options, () => run(true))))
+      .catch((err) => {
+        if (ran) throw err;
+        return fn(false); // the lock was refused (an opaque origin, say) or not granted in time
+      });
   }
 
   // Reads (never verifies) a JWT's claims: only to know when to re-mint and what to report.
@@ -332,7 +336,26 @@
         if (s.token) return null;
         if (s.mode === 'verified' || s.expired) throw expiredError();
         if (s.signinRequired) throw apiError(403, 'verification_required', 'Please sign in to chat.');
-        return acrossTabs(storeName + 'identity', () => (storedByAnotherTab(null) ? null : mint(baseDetails())));
+        return identityTurn(null, () => (storedByAnotherTab(null) ? null : mint(baseDetails())));
+      });
+    }
+
+    // The tabs sign in one at a time (acrossTabs). Another tab's localStorage write can reach this
+    // one a moment after that tab released the lock (Chromium keeps a copy of localStorage in each
+    // renderer), so a tab that had to wait gives the token it waited for (one other than `used`)
+    // up to STORAGE_SETTLE_MS to show before it signs in anew.
+    function identityTurn(used, fn) {
+      return acrossTabs(storeName + 'identity', (waited) => (waited ? tokenArrival(used) : Promise.resolve()).then(fn));
+    }
+
+    function tokenArrival(used) {
+      const deadline = Date.now() + STORAGE_SETTLE_MS;
+      return new Promise((resolve) => {
+        (function check() {
+          const token = store && store.get('token');
+          if ((token && token !== used) || Date.now() >= deadline) resolve();
+          else setTimeout(check, 25);
+        })();
       });
     }
 
@@ -369,7 +392,7 @@
       return serial(async () => {
         if (s.token && s.token !== used) return; // another call already replaced it
         if (s.mode !== 'verified') {
-          await acrossTabs(storeName + 'identity', () => {
+          await identityTurn(used, () => {
             if (storedByAnotherTab(used)) return null;
             forgetToken();
             return mint(baseDetails());
@@ -406,10 +429,11 @@
       storeName = 'chatshield:' + (orgId || widgetToken) + ':';
       store = makeStore(storeName);
       if (orgId && store.get('token') === null && store.get('externalId') === null) adoptLegacyEntries(store, orgId);
-      if (!s.forgetDevice) return;
+      if (!s.forgetDevice) return null;
       const previous = store.get('token');
-      if (previous) request('POST', '/widget/logout', {token: previous}).catch(noop); // best effort, as in logout()
       STORED.forEach(store.del);
+      // Best effort, as in logout(); awaited, so the revocation is done before a new sign-in.
+      return previous ? request('POST', '/widget/logout', {token: previous}).catch(noop) : null;
     }
 
     function readMeta() {
@@ -481,7 +505,7 @@
         s.signinRequired = true;
         return;
       }
-      await serial(() => acrossTabs(storeName + 'identity', () => {
+      await serial(() => identityTurn(null, () => {
         // What another tab stored while this one waited for the lock.
         if (!user.externalId) s.externalId = store.get('externalId') || s.externalId;
         const stored = store.get('token');
@@ -1023,7 +1047,7 @@
       try {
         if (!s.config) {
           s.config = (await request('GET', '/widget/config')) || {};
-          bindStore(s.config.org && s.config.org.id);
+          await bindStore(s.config.org && s.config.org.id);
           applyConfig();
         }
         await establishIdentity();
