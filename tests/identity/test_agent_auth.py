@@ -334,16 +334,16 @@ def test_twenty_guesses_sent_at_once_check_at_most_five_passwords(monkeypatch):
     def guess(n: int) -> None:
         from rest_framework.test import APIClient
 
-        password = PASSWORD if n == 19 else f"wrong-{n}"
-        answers.append(sign_in(APIClient(), user.email, password).status_code)
+        answers.append(sign_in(APIClient(), user.email, f"wrong-{n}").status_code)
 
-    # when
+    # when: twenty wrong guesses at once (all wrong: a right one among the first five would
+    # succeed and, as documented, clear the account's count, letting a few more be checked)
     in_parallel(guess, 20)
 
     # then at most the limit's worth were checked, and no guess got through unchecked
     assert len(checked) <= 5
     assert answers.count(429) >= 15
-    assert set(answers) <= {401, 429, 200}
+    assert set(answers) <= {401, 429}
 
 
 def test_a_new_password_ends_every_session_the_old_one_started(api_client, agent_user):
