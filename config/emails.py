@@ -8,10 +8,10 @@ import idna
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-# Longer than any address a field accepts (254) even before normalization shrinks it: such a
-# value is refused by its length check, and is not worth the IDNA mapping's time.
-_NORMALIZE_MAX_CHARS = 4 * 254
 MAX_EMAIL_LENGTH = 254
+# Longer than any address a field accepts even before normalization shrinks it: such a value is
+# refused by its length check, and is not worth the IDNA mapping's time.
+_NORMALIZE_MAX_CHARS = 4 * MAX_EMAIL_LENGTH
 
 
 def email_normalize(email: str) -> str:

@@ -97,9 +97,7 @@ UNVERIFIED_DATA_HEADING = "Unverified custom data — sent by the browser, do no
 
 
 def render_shield(contact: Contact) -> str:
-    # An erased contact keeps its trust level for statistics; nobody it could vouch for is left.
-    shown = contact.is_verified and contact.erased_at is None
-    return render_to_string("partials/shield.html") if shown else ""
+    return render_to_string("partials/shield.html") if contact.has_shield else ""
 
 
 def render_trust_level(contact: Contact) -> str:

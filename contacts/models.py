@@ -90,6 +90,12 @@ class Contact(models.Model):
     def is_verified(self) -> bool:
         return self.trust == self.Trust.VERIFIED
 
+    @property
+    def has_shield(self) -> bool:
+        """Whether agents see the shield: verified, and not erased (an erased contact keeps its
+        trust level for statistics only; nobody it could vouch for is left)."""
+        return self.is_verified and self.erased_at is None
+
 
 class Device(models.Model):
     """One browser (or one verified sign-in) holding a contact token; revoked, the token dies."""

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.emails import email_normalize, email_validate
+from config.emails import MAX_EMAIL_LENGTH, email_clean
 from config.exceptions import ApplicationError, Conflict, Unauthenticated
 from config.fields import check_custom_data
 from config.jsontext import as_sentence, json_value_check
@@ -453,16 +453,15 @@ def _claims_profile(claims: dict) -> VerifiedProfile:
         except ValueError as exc:
             problems[claim] = [as_sentence(str(exc))]
     email = claims.get("email") or ""
-    if isinstance(email, str) and "email" not in problems:
-        email = email_normalize(email)  # before the length: it can lengthen an address
-    if not isinstance(email, str) or len(email) > 254:
-        problems["email"] = ["Must be an email address of at most 254 characters."]
+    email_too_long = f"Must be an email address of at most {MAX_EMAIL_LENGTH} characters."
+    if not isinstance(email, str):
+        problems["email"] = [email_too_long]
     elif "email" not in problems:
         try:
-            if email:
-                email_validate(email)
-        except DjangoValidationError:
-            problems["email"] = ["Enter a valid email address."]
+            email = email_clean(email) if email.strip() else ""  # blank: keep the known email
+        except DjangoValidationError as exc:
+            too_long = exc.code == "max_length"
+            problems["email"] = [email_too_long if too_long else "Enter a valid email address."]
     names = [claims.get("firstname") or "", claims.get("lastname") or ""]
     if not all(isinstance(n, str) and len(n) <= 100 for n in names):
         problems.setdefault("firstname", ["Names must be strings of at most 100 characters."])

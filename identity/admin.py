@@ -30,7 +30,7 @@ from rest_framework.exceptions import Throttled
 from rest_framework_simplejwt.token_blacklist import admin as token_blacklist_admin
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from config.emails import email_clean
+from config.emails import email_clean, email_normalize
 from config.exceptions import ApplicationError, Unauthenticated
 from config.http import client_ip
 from config.jsontext import as_sentence, json_value_check
@@ -45,7 +45,7 @@ from identity.admin_scoping import (
     org_ids_with_role,
 )
 from identity.api.widget_settings import WidgetSettingsSerializer
-from identity.models import ApiKey, Membership, Organization, SigningSecret, User, normalize_email
+from identity.models import ApiKey, Membership, Organization, SigningSecret, User
 
 # --- sign-in ---------------------------------------------------------------------------------
 
@@ -689,7 +689,7 @@ class MembershipForm(forms.ModelForm):
                 self.fields["org"].initial = orgs[0].pk
 
     def clean_email(self):
-        email = normalize_email(self.cleaned_data["email"])
+        email = email_normalize(self.cleaned_data["email"])
         user = User.objects.filter(email=email, is_active=True).first()
         # One answer for "no such account" and "not yours to add": the form is no oracle of who
         # has an account elsewhere on the instance.
@@ -735,12 +735,9 @@ class MembershipForm(forms.ModelForm):
 def is_last_owner(membership: Membership) -> bool:
     """Read without a lock, for the form's message and the delete button: a request that passed
     it may still find the other owner gone when it writes, and the service refuses it then."""
-    return (
-        membership.role == Membership.Role.OWNER
-        and not Membership.objects.filter(org_id=membership.org_id, role=Membership.Role.OWNER)
-        .exclude(pk=membership.pk)
-        .exists()
-    )
+    return membership.role == Membership.Role.OWNER and services.org_owner_ids(
+        org_id=membership.org_id
+    ) == {membership.user_id}
 
 
 @admin.register(Membership)

@@ -13,18 +13,13 @@ from config.emails import email_normalize
 from identity.tokens import widget_token_new
 
 
-def normalize_email(email: str) -> str:
-    """Emails are identity keys: agents' as contacts' (`config.emails.email_normalize`)."""
-    return email_normalize(email)
-
-
 class UserManager(BaseUserManager):
     use_in_migrations = True
 
     def _create_user(self, email, password, **extra_fields):
         if not email:
             raise ValueError("An email is required.")
-        user = self.model(email=normalize_email(email), **extra_fields)
+        user = self.model(email=email_normalize(email), **extra_fields)
         user.set_password(password)
         user.save(using=self._db)
         return user
@@ -40,7 +35,7 @@ class UserManager(BaseUserManager):
         return self._create_user(email, password, **extra_fields)
 
     def get_by_natural_key(self, email):
-        return self.get(email=normalize_email(email))
+        return self.get(email=email_normalize(email))
 
 
 class User(AbstractBaseUser, PermissionsMixin):
@@ -66,7 +61,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.email
 
     def save(self, *args, **kwargs):
-        self.email = normalize_email(self.email)
+        self.email = email_normalize(self.email)
         # `set_password` leaves the new password here until it is saved.
         password_changed = self._password is not None and not self._state.adding
         with transaction.atomic():

@@ -138,18 +138,25 @@ class LastOwner(Conflict):
     default_detail = "This is the organization's last owner."
 
 
-def _owner_ids_locked(*, org_id) -> set:
-    """Lock the org's row and return the user ids of its owners.
-
-    Every membership write takes this lock first, so writes in one org take turns and each reads
-    the owners the one before it left. Checked before the write without a lock, two owners
-    demoting or removing each other at once both saw another owner and left none (race audit:
-    16 of 20 rounds). FOR NO KEY UPDATE, as in `signing_secret_slot_claim`: rows that reference
-    the org (contacts, messages) are still inserted meanwhile.
-    """
+def _org_row_lock(*, org_id) -> None:
+    """Lock the org's row for this transaction: the writes that must take turns in one org
+    (memberships, signing secrets) take it first. FOR NO KEY UPDATE, because plain FOR UPDATE
+    would also block every insert of a row referencing the org (contacts, messages)."""
     Organization.objects.select_for_update(no_key=True).filter(pk=org_id).values_list(
         "pk", flat=True
     ).first()
+
+
+def org_owner_ids(*, org_id, lock: bool = False) -> set:
+    """The user ids of the org's owners; with `lock`, read under the org row's lock.
+
+    Every membership write reads them locked, so writes in one org take turns and each reads the
+    owners the one before it left. Read without the lock (as the admin's form does, for its
+    message), two owners demoting or removing each other at once both saw another owner and left
+    none (race audit: 16 of 20 rounds).
+    """
+    if lock:
+        _org_row_lock(org_id=org_id)
     return set(
         Membership.objects.filter(org_id=org_id, role=Membership.Role.OWNER).values_list(
             "user_id", flat=True
@@ -164,7 +171,7 @@ def membership_set(*, user: User, org: Organization, role: str) -> Membership:
 
     Raises LastOwner, and writes nothing, when this would demote the org's last owner.
     """
-    owners = _owner_ids_locked(org_id=org.pk)
+    owners = org_owner_ids(org_id=org.pk, lock=True)
     if role != Membership.Role.OWNER and owners == {user.pk}:
         raise LastOwner()
     if not user.is_staff:
@@ -180,7 +187,7 @@ def membership_remove(*, membership: Membership) -> None:
 
     Raises LastOwner, and removes nothing, when `membership` is the org's last owner.
     """
-    if _owner_ids_locked(org_id=membership.org_id) == {membership.user_id}:
+    if org_owner_ids(org_id=membership.org_id, lock=True) == {membership.user_id}:
         raise LastOwner()
     Membership.objects.filter(pk=membership.pk).delete()
 
@@ -393,12 +400,9 @@ def signing_secret_slot_claim(org: Organization) -> None:
     """Lock the org row, then check there is room for one more active secret.
 
     The lock serializes concurrent creations in one org, so two racing requests cannot both see
-    one active secret and end with three. FOR NO KEY UPDATE, because plain FOR UPDATE would also
-    block every insert of a row referencing the org (contacts, messages) until we commit.
+    one active secret and end with three.
     """
-    Organization.objects.select_for_update(no_key=True).filter(pk=org.pk).values_list(
-        "pk", flat=True
-    ).first()
+    _org_row_lock(org_id=org.pk)
     active = SigningSecret.objects.filter(org=org, retired_at__isnull=True).count()
     if active >= SigningSecret.MAX_ACTIVE:
         raise TooManyActiveSecrets()
