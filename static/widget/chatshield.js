@@ -336,7 +336,7 @@
         if (s.token) return null;
         if (s.mode === 'verified' || s.expired) throw expiredError();
         if (s.signinRequired) throw apiError(403, 'verification_required', 'Please sign in to chat.');
-        return identityTurn(null, () => (storedByAnotherTab(null) ? null : mint(baseDetails())));
+        return identityTurn(null, () => (useStoredToken(null) ? null : mint(baseDetails())));
       });
     }
 
@@ -359,9 +359,10 @@
       });
     }
 
-    // After a logout or a revocation each tab signs in again: the second to do so takes the token
-    // the first stored (under acrossTabs), so the browser's tabs keep sharing one identity.
-    function storedByAnotherTab(used) {
+    // Take the stored token, when it is still good and not `used` (the one just refused): kept
+    // from an earlier visit, or stored by another tab that signed in first (under acrossTabs), so
+    // the browser's tabs keep sharing one identity, after a logout or a revocation too.
+    function useStoredToken(used) {
       const stored = store && store.get('token');
       if (!stored || stored === used || expiresSoon(stored)) return false;
       const meta = readMeta();
@@ -393,7 +394,7 @@
         if (s.token && s.token !== used) return; // another call already replaced it
         if (s.mode !== 'verified') {
           await identityTurn(used, () => {
-            if (storedByAnotherTab(used)) return null;
+            if (useStoredToken(used)) return null;
             forgetToken();
             return mint(baseDetails());
           });
@@ -508,12 +509,9 @@
       await serial(() => identityTurn(null, () => {
         // What another tab stored while this one waited for the lock.
         if (!user.externalId) s.externalId = store.get('externalId') || s.externalId;
-        const stored = store.get('token');
-        const meta = readMeta();
         const details = baseDetails();
-        const same = s.mode === 'anonymous' || meta.fp === fingerprint(details);
-        if (stored && same && !expiresSoon(stored)) return useToken(stored, meta.trust, meta.contactId);
-        return mint(details);
+        const same = s.mode === 'anonymous' || readMeta().fp === fingerprint(details);
+        return same && useStoredToken(null) ? null : mint(details);
       }));
     }
 
