@@ -48,6 +48,20 @@ def _plain_http_cookies(settings):
     settings.CSRF_COOKIE_SECURE = False
 
 
+def live_server_context(browser, live_server):
+    """A fresh context (one person's browser) that reaches nothing but the live server: any other
+    host is refused before it leaves the browser."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
+    context.set_default_timeout(10_000)
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_() if route.request.url.startswith(live_server.url) else route.abort()
+        ),
+    )
+    return context
+
+
 @pytest.fixture
 def new_page(browser, live_server):
     """Open pages in fresh contexts (one per signed-in person); all are closed after the test,
@@ -55,17 +69,7 @@ def new_page(browser, live_server):
     contexts = []
 
     def open_page():
-        context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
-        context.set_default_timeout(10_000)
-        # Nothing but the live server: any other host is refused before it leaves the browser.
-        context.route(
-            "**/*",
-            lambda route: (
-                route.continue_()
-                if route.request.url.startswith(live_server.url)
-                else route.abort()
-            ),
-        )
+        context = live_server_context(browser, live_server)
         contexts.append(context)
         page = context.new_page()
         # Chromium reports what the pages' Content-Security-Policy blocked on the console.

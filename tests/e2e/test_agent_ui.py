@@ -17,7 +17,7 @@ from contacts.models import Contact
 from conversations.models import Message
 from identity.services import api_key_create, signing_secret_create_shared
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, live_server_context
 from tests.factories import (
     ContactFactory,
     ConversationFactory,
@@ -485,17 +485,7 @@ def page_with_back_forward_cache(browser, live_server):
         ignore_default_args=["--disable-back-forward-cache"],
     )
     try:
-        context = chromium.new_context(viewport=VIEWPORT, base_url=live_server.url)
-        context.set_default_timeout(10_000)
-        context.route(
-            "**/*",
-            lambda route: (
-                route.continue_()
-                if route.request.url.startswith(live_server.url)
-                else route.abort()
-            ),
-        )
-        yield context.new_page()
+        yield live_server_context(chromium, live_server).new_page()
     finally:
         chromium.close()
 

@@ -17,7 +17,7 @@ from identity.services import (
     organization_widget_settings_update,
     organization_widget_token_rotate,
 )
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, live_server_context
 from tests.factories import OrganizationFactory
 
 if not CHROMIUM.exists():
@@ -456,8 +456,7 @@ def test_a_logout_while_the_first_token_is_on_its_way_revokes_it(new_page, live_
 @pytest.fixture
 def two_tabs(browser, live_server):
     """Two pages of one browser (one context: one localStorage), on the live server's origin."""
-    context = browser.new_context(base_url=live_server.url)
-    context.set_default_timeout(10_000)
+    context = live_server_context(browser, live_server)
     tabs = context.new_page(), context.new_page()
     for page in tabs:
         page.goto("/healthz")
