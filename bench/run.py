@@ -52,6 +52,9 @@ BENCH_LOCK_KEY = 0x63686174_73686C64
 ORG_SLUG = "bench"
 # The verified users authenticate-user signs in: bench/lua/bench.lua's {n} runs over 1..1000.
 CUSTOMERS = 1000
+# Messages in each seeded non-verified contact's one conversation (bench/seed.py): a messages
+# table the size of a live one's when the statistics are taken.
+MESSAGES_PER_CONTACT = 10
 P99_TARGET_MS = 25.0
 UNLIMITED = "1000000/min"
 
@@ -145,7 +148,8 @@ def bench(args: argparse.Namespace) -> int:
         step("database", f"seeding {args.contacts} contacts, {CUSTOMERS} customers, API keys")
         keys = json.loads(
             run([sys.executable, str(BENCH / "seed.py"), "--org-slug", ORG_SLUG,
-                 "--contacts", str(args.contacts), "--customers", str(CUSTOMERS)],
+                 "--contacts", str(args.contacts), "--customers", str(CUSTOMERS),
+                 "--messages-per-contact", str(MESSAGES_PER_CONTACT)],
                 env=env).splitlines()[-1]
         )  # fmt: skip
         busy_before = cpu_busy()
@@ -858,7 +862,8 @@ def write_doc(
         "and divides its own CPU time by the calls; SQL is the queries one call makes. This "
         "barely moves with other load, unlike req/s, so compare runs on it.",
         f"- Data: org `{ORG_SLUG}` from `seed_demo`, {args.contacts} seeded contacts (half "
-        f"anonymous, half non-verified) and {CUSTOMERS} verified customers, then VACUUM "
+        f"anonymous, half non-verified; each non-verified one with a conversation of "
+        f"{MESSAGES_PER_CONTACT} messages) and {CUSTOMERS} verified customers, then VACUUM "
         "ANALYZE, so the planner works from fresh statistics as under autovacuum; one more "
         f"verified customer with {args.sessions} conversations of 5 messages; `/widget/me` "
         f"uses an anonymous token; `authenticate-user` signs in one of the {CUSTOMERS} "
