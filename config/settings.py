@@ -3,6 +3,7 @@
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -44,6 +45,10 @@ class Env(environ.Env):
                 f"{var} is not a database URL django-environ can read: "
                 "postgres://user:password@host:5432/name or sqlite:///path."
             )
+        if config["ENGINE"] == "django.db.backends.postgresql" and "%" in config["HOST"]:
+            # libpq's own URI form for a socket directory (postgres://%2Frun%2Fpostgresql/name),
+            # which django-environ hands on still encoded, and psycopg would look up as a name.
+            config["HOST"] = unquote(config["HOST"])
         if (
             config["ENGINE"] == "django.db.backends.postgresql"
             and not config["NAME"]

@@ -348,6 +348,29 @@ def test_a_postgres_url_without_a_database_name_is_refused_at_startup(database_u
     assert message == "DATABASE_URL names no database: postgres://user:password@host:5432/name."
 
 
+@pytest.mark.parametrize(
+    ("database_url", "host"),
+    [
+        ("postgres://chatshield@%2Frun%2Fpostgresql/chatshield", "/run/postgresql"),
+        ("postgres://chatshield@%2frun%2fpostgresql:5433/chatshield", "/run/postgresql"),
+        ("postgres://chatshield@db.internal:5432/chatshield", "db.internal"),
+    ],
+)
+def test_a_percent_encoded_socket_directory_is_read_as_libpq_reads_it(database_url, host):
+    # given
+    code = (
+        "import django, json; from django.conf import settings; django.setup(); "
+        "d = settings.DATABASES['default']; print(json.dumps([d['HOST'], d['NAME']]))"
+    )
+
+    # when
+    result = run_settings({"DJANGO_SECRET_KEY": "k" * 50, "DATABASE_URL": database_url}, code)
+
+    # then
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [host, "chatshield"]
+
+
 def test_a_postgres_url_naming_a_service_instead_of_a_database_is_accepted():
     # given
     code = (
