@@ -27,6 +27,21 @@ VIEWPORT = {"width": 1280, "height": 800}
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+def expect_or_skip_module():
+    """Playwright's `expect`, for a browser test module to bind at its top; where Chromium or
+    Playwright is missing, the module is skipped instead (`make test` says so before it starts).
+    """
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests",
+            allow_module_level=True,
+        )
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is not installed"
+    )
+    return sync_api.expect
+
+
 @pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright

@@ -17,7 +17,13 @@ from contacts.models import Contact
 from conversations.models import Message
 from identity.services import api_key_create, signing_secret_create_shared
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, live_server_context
+from tests.e2e.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    expect_or_skip_module,
+    live_server_context,
+)
 from tests.factories import (
     ContactFactory,
     ConversationFactory,
@@ -27,14 +33,7 @@ from tests.factories import (
     UserFactory,
 )
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests",
-        allow_module_level=True,
-    )
-pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-
-from playwright.sync_api import expect
+expect = expect_or_skip_module()
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

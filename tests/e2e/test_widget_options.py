@@ -17,17 +17,10 @@ from identity.services import (
     organization_widget_settings_update,
     organization_widget_token_rotate,
 )
-from tests.e2e.conftest import CHROMIUM, live_server_context
+from tests.e2e.conftest import expect_or_skip_module, live_server_context
 from tests.factories import OrganizationFactory
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests",
-        allow_module_level=True,
-    )
-pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-
-from playwright.sync_api import expect
+expect = expect_or_skip_module()
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

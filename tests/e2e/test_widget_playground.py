@@ -12,17 +12,10 @@ from conversations.models import Conversation, Message
 from conversations.services import message_post_agent
 from identity.demo import seed_identity
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import CHROMIUM, SCREENSHOTS
+from tests.e2e.conftest import SCREENSHOTS, expect_or_skip_module
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests",
-        allow_module_level=True,
-    )
-pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-
-from playwright.sync_api import expect
+expect = expect_or_skip_module()
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
