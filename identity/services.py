@@ -21,7 +21,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from config.exceptions import Conflict, NotFound, Unauthenticated
-from identity import lockout
+from identity import lockout, widget_cache
 from identity.models import ApiKey, AuditEvent, Membership, Organization, SigningSecret, User
 from identity.tokens import (
     CUSTOM_TOKEN_LEEWAY_SECONDS,
@@ -34,7 +34,6 @@ from identity.tokens import (
     signing_secret_new,
     widget_token_new,
 )
-from identity.widget_cache import widget_org_changed, widget_token_retired
 
 logger = logging.getLogger(__name__)
 
@@ -213,16 +212,18 @@ def organization_widget_token_rotate(
     audit_record(
         org=org, action=AuditEvent.Action.WIDGET_TOKEN_ROTATED, actor_user=actor_user, ip=ip
     )
+    widget_cache.shared_retire(old)
     org_id = org.pk
-    transaction.on_commit(lambda: widget_token_retired(org_id, old))
+    transaction.on_commit(lambda: widget_cache.widget_token_retired(org_id, old), robust=True)
     return org
 
 
 def organization_cache_invalidate(*, org: Organization) -> None:
     """Re-cache the widget org once its settings change commits; call inside the write's
     transaction, which must lock or update the org's row (identity.widget_cache)."""
+    widget_cache.shared_forget(org.widget_token)
     org_id = org.pk
-    transaction.on_commit(lambda: widget_org_changed(org_id))
+    transaction.on_commit(lambda: widget_cache.widget_org_changed(org_id), robust=True)
 
 
 WIDGET_SETTING_FIELDS = (

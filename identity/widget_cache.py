@@ -7,6 +7,13 @@ production) holds the org for five minutes. A change made through the services (
 rotation) drops the memo of the process that made it and overwrites the shared entry once the change
 has committed, so other processes see it within the local TTL.
 
+A change also writes the shared cache once before it commits, holding the lock: a rotation retires
+its old token there (`shared_retire`), a settings change drops the org's entry
+(`shared_forget`). The rewrite after the commit then only completes the picture, so it is run
+robustly: should the cache fail between the commit and that rewrite, the change stands (the
+caller is told it succeeded), the failure is logged, and no rotated-away token keeps naming the
+org. A cache failure before the commit fails the change and leaves nothing changed.
+
 The shared entry is written two ways, so that a stale read can never outlive a change. A process
 that missed it reads the database and *adds* the org (only if the key is still absent); a committed
 change *sets* it: the org as it now is under its current token, `RETIRED` under a rotated-away
@@ -85,6 +92,26 @@ def shared_get(widget_token: str):
 def shared_add(widget_token: str, org) -> None:
     """Cache an org read from the database, unless a committed change got there first."""
     cache.add(widget_config_cache_key(widget_token), org, timeout=SHARED_SECONDS)
+
+
+def shared_retire(widget_token: str) -> None:
+    """Inside a rotation's transaction, after its writes and under the org row's lock: the
+    rotated-away token names no org in the shared cache from now on.
+
+    A cache failure here fails the rotation, which then changes nothing; once this has
+    succeeded, the old token stays refused on every server even if the after-commit rewrite
+    fails. Should the commit itself fail after it, the old token is refused for the shared TTL
+    although the database still holds it: closed, not open, and a new rotation mends it.
+    """
+    cache.set(widget_config_cache_key(widget_token), RETIRED, timeout=SHARED_SECONDS)
+
+
+def shared_forget(widget_token: str) -> None:
+    """Inside a settings change's transaction, under the org row's lock: drop the org's shared
+    entry, so that if the after-commit rewrite fails, processes that miss their memo load the
+    committed settings instead of serving the old ones for the shared TTL. A cache failure here
+    fails the change, which then changes nothing."""
+    cache.delete(widget_config_cache_key(widget_token))
 
 
 def widget_org_changed(org_id) -> None:

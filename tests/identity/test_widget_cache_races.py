@@ -22,19 +22,23 @@ from tests.factories import OrganizationFactory
 
 
 class CacheWritePaused:
-    """The shared cache, except that this thread's first write waits while `meanwhile` runs in a
-    thread of its own, until that finishes or stops to wait on a database lock."""
+    """The shared cache, except that this thread's `pause_at`-th write (`set`) waits while
+    `meanwhile` runs in a thread of its own, until that finishes or stops to wait on a database
+    lock."""
 
-    def __init__(self, meanwhile):
+    def __init__(self, meanwhile, *, pause_at: int = 1):
         self.meanwhile = meanwhile
         self.owner = threading.current_thread()
         self.thread: threading.Thread | None = None
+        self.writes_left = pause_at
 
     def __getattr__(self, name):
         return getattr(cache, name)
 
     def set(self, *args, **kwargs):
         if self.thread is None and threading.current_thread() is self.owner:
+            self.writes_left -= 1
+        if self.thread is None and self.writes_left == 0:
             self.thread = threading.Thread(target=self._run)
             self.thread.start()
             deadline = time.monotonic() + 10
@@ -165,16 +169,24 @@ def test_a_settings_change_cached_late_cannot_revive_the_token_a_rotation_retire
 
 @pytest.mark.postgres_only(reason="needs PostgreSQL for real row locks")
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "pause_at",
+    [
+        pytest.param(1, id="its-retirement-before-the-commit"),
+        pytest.param(2, id="its-first-rewrite-after-the-commit"),
+    ],
+)
 def test_a_rotation_racing_a_cache_write_of_another_rotation_leaves_only_its_own_token(
-    org, monkeypatch
+    org, monkeypatch, pause_at
 ):
-    # given: while a rotation's cache write is pending, another rotation commits
+    # given: while one of a rotation's cache writes is pending, another rotation commits
     old_token = org.widget_token
     issued: list[str] = []
     paused = CacheWritePaused(
         lambda: issued.append(
             services.organization_widget_token_rotate(org=fresh(org)).widget_token
-        )
+        ),
+        pause_at=pause_at,
     )
     monkeypatch.setattr(widget_cache, "cache", paused)
 
