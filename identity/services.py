@@ -147,7 +147,11 @@ def _org_row_lock(*, org_id) -> None:
 
 
 def org_owner_ids(*, org_id, lock: bool = False) -> set:
-    """The user ids of the org's owners; with `lock`, read under the org row's lock.
+    """The user ids of the org's owners in force (active staff, as every membership needs to
+    give access); with `lock`, read under the org row's lock.
+
+    A deactivated owner can manage nothing, so does not count: the one active owner beside them
+    is the last owner (docs/decisions.md).
 
     Every membership write reads them locked, so writes in one org take turns and each reads the
     owners the one before it left. Read without the lock (as the admin's form does, for its
@@ -157,9 +161,9 @@ def org_owner_ids(*, org_id, lock: bool = False) -> set:
     if lock:
         _org_row_lock(org_id=org_id)
     return set(
-        Membership.objects.filter(org_id=org_id, role=Membership.Role.OWNER).values_list(
-            "user_id", flat=True
-        )
+        Membership.objects.in_force()
+        .filter(org_id=org_id, role=Membership.Role.OWNER)
+        .values_list("user_id", flat=True)
     )
 
 

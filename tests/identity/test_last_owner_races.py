@@ -148,6 +148,31 @@ def test_of_two_writes_that_each_saw_another_owner_the_second_is_refused(org, wr
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("cut_off", ["is_active", "is_staff"])
+@pytest.mark.parametrize("write", ["demote", "remove"])
+def test_an_owner_whose_account_is_cut_off_does_not_count_as_another_owner(org, write, cut_off):
+    # given: two owners, one of whose accounts was deactivated (or made non-staff) since
+    active, cut = two_owners(org)
+    setattr(cut.user, cut_off, False)
+    cut.user.save(update_fields=[cut_off])
+
+    # when: the active owner steps down
+    with pytest.raises(services.LastOwner):
+        if write == "demote":
+            services.membership_set(user=active.user, org=org, role=Membership.Role.ADMIN)
+        else:
+            services.membership_remove(membership=active)
+
+    # then: refused, and the admin says so before the write; the cut-off owner's own membership
+    # may still be changed or removed
+    assert owner_ids(org) == {active.pk, cut.pk}
+    assert identity_admin.is_last_owner(active)
+    assert not identity_admin.is_last_owner(cut)
+    services.membership_remove(membership=cut)
+    assert owner_ids(org) == {active.pk}
+
+
+@pytest.mark.django_db
 def test_removing_a_membership_another_request_removed_changes_nothing(org):
     # given
     owner = MembershipFactory(org=org, role=Membership.Role.OWNER)
