@@ -430,6 +430,13 @@ class OrganizationAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_superuser
 
+    def delete_model(self, request, obj):
+        services.organization_delete(org=obj)
+
+    def delete_queryset(self, request, queryset):
+        for org in queryset.order_by("pk"):
+            services.organization_delete(org=org)
+
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)
         if obj is not None and not request.user.is_superuser:

@@ -196,6 +196,26 @@ def membership_remove(*, membership: Membership) -> None:
 
 
 @transaction.atomic
+def organization_delete(*, org: Organization) -> None:
+    """Delete an org and everything in it (superusers, from the admin).
+
+    The org's row is locked first (FOR UPDATE), so the writes that take turns on it (memberships,
+    signing secrets, widget changes) finish, or wait, before any of the org's rows go. Deleting
+    straight away took the memberships' rows first and the org's last, the opposite order of a
+    membership write, and the two could deadlock. The widget token is retired in the shared
+    cache too, as a rotation retires it, so no server keeps admitting widget requests for an org
+    that is gone.
+    """
+    locked = Organization.objects.select_for_update().filter(pk=org.pk).first()
+    if locked is None:
+        return  # deleted by another request meanwhile
+    locked.delete()
+    widget_cache.shared_retire(locked.widget_token)
+    token = locked.widget_token
+    transaction.on_commit(lambda: widget_cache.memo_forget(token), robust=True)
+
+
+@transaction.atomic
 def organization_widget_token_rotate(
     *, org: Organization, actor_user: User | None = None, ip: str = ""
 ) -> Organization:

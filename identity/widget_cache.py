@@ -140,6 +140,11 @@ def _shared_entries_rewrite(org_id, *, retired_token: str | None) -> None:
         _memo.pop(org.widget_token, None)
 
 
+def memo_forget(widget_token: str) -> None:
+    """Forget this process's memo of one token (after the org behind it is deleted)."""
+    _memo.pop(widget_token, None)
+
+
 def memo_clear() -> None:
     """Forget every memoized org of this process (tests, and after bulk changes)."""
     _memo.clear()
