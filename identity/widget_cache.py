@@ -7,12 +7,13 @@ production) holds the org for five minutes. A change made through the services (
 rotation) drops the memo of the process that made it and overwrites the shared entry once the change
 has committed, so other processes see it within the local TTL.
 
-A change also writes the shared cache once before it commits, holding the lock: a rotation retires
-its old token there (`shared_retire`), a settings change drops the org's entry
-(`shared_forget`). The rewrite after the commit then only completes the picture, so it is run
-robustly: should the cache fail between the commit and that rewrite, the change stands (the
-caller is told it succeeded), the failure is logged, and no rotated-away token keeps naming the
-org. A cache failure before the commit fails the change and leaves nothing changed.
+A change also writes the shared cache once before it commits, holding the org row's lock (below): a
+rotation retires its old token there (`shared_retire`), a settings change drops the org's entry
+(`shared_forget`; the rewrite after the commit still sets it, see below). The rewrite after the
+commit then only completes the picture, so it is run robustly: should the cache fail between the
+commit and that rewrite, the change stands (the caller is told it succeeded), the failure is
+logged, and no rotated-away token keeps naming the org. A cache failure before the commit fails the
+change and leaves nothing changed.
 
 The shared entry is written two ways, so that a stale read can never outlive a change. A process
 that missed it reads the database and *adds* the org (only if the key is still absent); a committed
