@@ -209,9 +209,9 @@ def organization_delete(*, org: Organization) -> None:
     locked = Organization.objects.select_for_update().filter(pk=org.pk).first()
     if locked is None:
         return  # deleted by another request meanwhile
-    locked.delete()
-    widget_cache.shared_retire(locked.widget_token)
     token = locked.widget_token
+    locked.delete()
+    widget_cache.shared_retire(token)
     transaction.on_commit(lambda: widget_cache.memo_forget(token), robust=True)
 
 
@@ -243,8 +243,9 @@ def organization_widget_token_rotate(
 
 
 def organization_cache_invalidate(*, org: Organization) -> None:
-    """Re-cache the widget org once its settings change commits; call inside the write's
-    transaction, which must lock or update the org's row (identity.widget_cache)."""
+    """Drop the org's shared cache entry now, and re-cache the org once its settings change
+    commits; call inside the write's transaction, which must lock or update the org's row
+    (identity.widget_cache)."""
     widget_cache.shared_forget(org.widget_token)
     org_id = org.pk
     transaction.on_commit(lambda: widget_cache.widget_org_changed(org_id), robust=True)

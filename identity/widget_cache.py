@@ -96,12 +96,13 @@ def shared_add(widget_token: str, org) -> None:
 
 
 def shared_retire(widget_token: str) -> None:
-    """Inside a rotation's transaction, after its writes and under the org row's lock: the
-    rotated-away token names no org in the shared cache from now on.
+    """The token names no org in the shared cache from now on (for the shared TTL, after which
+    the database, which no longer holds it, answers).
 
-    A cache failure here fails the rotation, which then changes nothing; once this has
-    succeeded, the old token stays refused on every server even if the after-commit rewrite
-    fails. Should the commit itself fail after it, the old token is refused for the shared TTL
+    A rotation or an org's deletion calls it inside its transaction, after its writes and under
+    the org row's lock: a cache failure then fails the change, which changes nothing; once this
+    has succeeded, the token stays refused on every server even if the after-commit rewrite
+    fails. Should the commit itself fail after it, the token is refused for the shared TTL
     although the database still holds it: closed, not open, and a new rotation mends it.
     """
     cache.set(widget_config_cache_key(widget_token), RETIRED, timeout=SHARED_SECONDS)
@@ -131,18 +132,18 @@ def _shared_entries_rewrite(org_id, *, retired_token: str | None) -> None:
         # No key: the lock a change's UPDATE takes, without holding up rows that reference the org.
         org = Organization.objects.select_for_update(no_key=True).filter(pk=org_id).first()
         if retired_token is not None:
-            cache.set(widget_config_cache_key(retired_token), RETIRED, timeout=SHARED_SECONDS)
+            shared_retire(retired_token)
         if org is not None:
             cache.set(widget_config_cache_key(org.widget_token), org, timeout=SHARED_SECONDS)
     # After the shared writes, so a request of this process that misses the memo finds the new ones.
     if retired_token is not None:
-        _memo.pop(retired_token, None)
+        memo_forget(retired_token)
     if org is not None:
-        _memo.pop(org.widget_token, None)
+        memo_forget(org.widget_token)
 
 
 def memo_forget(widget_token: str) -> None:
-    """Forget this process's memo of one token (after the org behind it is deleted)."""
+    """Forget this process's memo of one token (after a change to the org behind it)."""
     _memo.pop(widget_token, None)
 
 

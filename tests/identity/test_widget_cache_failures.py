@@ -11,9 +11,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rest_framework.test import APIClient
 
 from identity import widget_cache
-from identity.models import AuditEvent, Organization
-from identity.selectors import organization_for_widget_token
+from identity.models import AuditEvent
 from tests.contacts.conftest import widget_client
+from tests.identity.test_widget_cache_races import served
 
 pytestmark = pytest.mark.django_db
 
@@ -57,12 +57,6 @@ def down_after_commit(shared_cache, monkeypatch):
 
     monkeypatch.setattr(widget_cache, "_shared_entries_rewrite", failing_then_rewrite)
     return shared_cache
-
-
-def served(widget_token: str) -> Organization | None:
-    """What a process that has not memoised this token answers for it."""
-    widget_cache.memo_clear()
-    return organization_for_widget_token(widget_token=widget_token)
 
 
 def rotate(operator_client, org):
