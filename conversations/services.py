@@ -275,16 +275,35 @@ ASSIGNEE_NOT_A_MEMBER = "Must be an active member of this organization."
 def conversation_assign(
     *, org: Organization, conversation: Conversation, assignee: User | None
 ) -> Conversation:
-    """Assign a conversation to an active member of `org`, or unassign it with None."""
+    """Assign a conversation to an active member of `org`, or unassign it with None.
+
+    The assignee's membership row stays locked until this commits, so a removal of that member
+    at the same time either waits and then unassigns the conversation
+    (`member_conversations_unassign`), or has committed first and this is refused.
+    """
     _same_org(org=org, conversation=conversation)
     if assignee is not None and not (
-        Membership.objects.in_force().filter(org=org, user=assignee).exists()
+        Membership.objects.in_force()
+        .filter(org=org, user=assignee)
+        .select_for_update(no_key=True, of=("self",))
+        .exists()
     ):
         raise ValidationError({"assignee": [ASSIGNEE_NOT_A_MEMBER]})
     locked = _conversation_lock(conversation)
     locked.assignee = assignee
     locked.save(update_fields=["assignee"])
     return locked
+
+
+def member_conversations_unassign(*, org_id, user_id, **signal) -> int:
+    """Unassign the open conversations of a member who left `org_id`, for the members who
+    remain to take up; closed ones keep the assignee as who handled them. Connected to
+    `identity.signals.membership_removed` (conversations.apps), so it runs inside the removal's
+    transaction. Returns the count.
+    """
+    return Conversation.objects.filter(
+        org_id=org_id, assignee_id=user_id, status=Conversation.Status.OPEN
+    ).update(assignee=None)
 
 
 @transaction.atomic

@@ -23,6 +23,7 @@ from rest_framework_simplejwt.utils import get_md5_hash_password
 from config.exceptions import Conflict, NotFound, Unauthenticated
 from identity import lockout, widget_cache
 from identity.models import ApiKey, AuditEvent, Membership, Organization, SigningSecret, User
+from identity.signals import membership_removed
 from identity.tokens import (
     CUSTOM_TOKEN_LEEWAY_SECONDS,
     InvalidPublicKeyError,
@@ -188,11 +189,14 @@ def membership_set(*, user: User, org: Organization, role: str) -> Membership:
 def membership_remove(*, membership: Membership) -> None:
     """Take a member out of their org; one already gone is done.
 
-    Raises LastOwner, and removes nothing, when `membership` is the org's last owner.
+    Raises LastOwner, and removes nothing, when `membership` is the org's last owner. Sends
+    `membership_removed` inside the transaction, after the delete: the conversations app
+    unassigns the member's open conversations there, and a receiver's failure removes nothing.
     """
     if org_owner_ids(org_id=membership.org_id, lock=True) == {membership.user_id}:
         raise LastOwner()
     Membership.objects.filter(pk=membership.pk).delete()
+    membership_removed.send(sender=Membership, org_id=membership.org_id, user_id=membership.user_id)
 
 
 @transaction.atomic
