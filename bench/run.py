@@ -55,6 +55,11 @@ CUSTOMERS = 1000
 # Messages in each seeded non-verified contact's one conversation (bench/seed.py): a messages
 # table the size of a live one's when the statistics are taken.
 MESSAGES_PER_CONTACT = 10
+# The widget runs on the customer's pages, another origin: every request a browser sends it carries
+# an Origin, which WidgetCorsMiddleware checks against the org's allowed origins (SPEC §3). The
+# bench's org allows two, and the browser routes send the second.
+WIDGET_ORIGIN = "https://shop.bench.example"
+ALLOWED_ORIGINS = ("https://www.bench.example", WIDGET_ORIGIN)
 P99_TARGET_MS = 25.0
 UNLIMITED = "1000000/min"
 
@@ -149,7 +154,8 @@ def bench(args: argparse.Namespace) -> int:
         keys = json.loads(
             run([sys.executable, str(BENCH / "seed.py"), "--org-slug", ORG_SLUG,
                  "--contacts", str(args.contacts), "--customers", str(CUSTOMERS),
-                 "--messages-per-contact", str(MESSAGES_PER_CONTACT)],
+                 "--messages-per-contact", str(MESSAGES_PER_CONTACT),
+                 *(arg for origin in ALLOWED_ORIGINS for arg in ("--allowed-origin", origin))],
                 env=env).splitlines()[-1]
         )  # fmt: skip
         busy_before = cpu_busy()
@@ -424,9 +430,14 @@ def wait_healthy(base: str, server: subprocess.Popen, timeout: float = 30) -> No
     raise RuntimeError("gunicorn did not answer /healthz within 30 s")
 
 
+def widget_headers(widget_token: str) -> dict[str, str]:
+    """What the widget sends on every request from a customer's page."""
+    return {"X-Widget-Token": widget_token, "Origin": WIDGET_ORIGIN}
+
+
 def routes_build(*, base: str, demo: dict, keys: dict, sessions: int) -> list[Route]:
     """The visitor fixtures come through the public routes, as a widget and a backend make them."""
-    widget = {"X-Widget-Token": demo["widget_token"]}
+    widget = widget_headers(demo["widget_token"])
     anonymous = http_ok(base, "POST", "/widget/contacts/unverified", widget, {})["token"]
     backend = {"Authorization": f"Bearer {keys['widget_api_key']}"}
     customer = {"email": "customer@bench.example", "user_id": "bench-customer", "name": "Bench"}
@@ -449,7 +460,7 @@ def routes_build(*, base: str, demo: dict, keys: dict, sessions: int) -> list[Ro
             )
     step("fixtures", f"1 anonymous and 1 verified token, {len(conversation_ids)} conversations")
 
-    shown_widget = {"X-Widget-Token": "<widget token>"}
+    shown_widget = widget_headers("<widget token>")
     routes = [
         Route("baseline (bare DRF)", "GET", "/bench/baseline", {}, None),
         Route("GET /widget/config", "GET", "/widget/config", widget, 0.85,
@@ -868,7 +879,9 @@ def write_doc(
         f"verified customer with {args.sessions} conversations of 5 messages; `/widget/me` "
         f"uses an anonymous token; `authenticate-user` signs in one of the {CUSTOMERS} "
         "customers at random per request (an upsert of a known contact and a new device); "
-        "messages go to a random one of the customer's conversations.",
+        "messages go to a random one of the customer's conversations. The org allows "
+        f"{len(ALLOWED_ORIGINS)} origins, and the widget's routes send `Origin: {WIDGET_ORIGIN}`, "
+        "one of them, as a browser on a customer's page does.",
         "",
         "Commands (`make bench` runs them all; credentials and ids are the run's own):",
         "",

@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=1000)
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--messages-per-contact", type=int, default=10)
+    parser.add_argument(
+        "--allowed-origin", action="append", default=[], help="the org's allowed origins"
+    )
     args = parser.parse_args()
 
     import django
@@ -53,6 +56,8 @@ def main() -> None:
     from identity.services import api_key_create
 
     org = Organization.objects.get(slug=args.org_slug)
+    if args.allowed_origin:
+        Organization.objects.filter(pk=org.pk).update(allowed_origins=args.allowed_origin)
     widget_key = api_key_create(
         org=org,
         created_by=None,

@@ -1,4 +1,5 @@
-"""The bare DRF route `make bench` measures the hot routes against (bench/baseline.py)."""
+"""The bare DRF route `make bench` measures the hot routes against (bench/baseline.py), and
+the widget requests it measures."""
 
 import importlib
 
@@ -8,6 +9,8 @@ from rest_framework.test import APIClient
 
 import config.urls
 from bench.baseline import BaselineView
+from bench.run import ALLOWED_ORIGINS, WIDGET_ORIGIN, widget_headers
+from tests.factories import OrganizationFactory
 
 
 @pytest.fixture
@@ -45,3 +48,21 @@ def test_the_baseline_is_the_first_route_resolved(baseline_served):
     # then: no route's resolving costs less than the baseline's, which the ratios divide by
     assert first.urlconf_name.__name__ == "bench.baseline"
     assert resolve("/bench/baseline").func.view_class is BaselineView
+
+
+@pytest.mark.django_db
+def test_the_benchs_widget_requests_come_from_an_origin_the_org_allows():
+    # given: the bench's org, with the allowed origins bench/seed.py gives it
+    org = OrganizationFactory(allowed_origins=list(ALLOWED_ORIGINS))
+    headers = {
+        f"HTTP_{name.upper().replace('-', '_')}": value
+        for name, value in widget_headers(org.widget_token).items()
+    }
+
+    # when: the widget's config, as the bench asks for it
+    response = APIClient().get("/widget/config", **headers)
+
+    # then: a cross-origin request, checked against the list and allowed
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] == WIDGET_ORIGIN
+    assert ALLOWED_ORIGINS.index(WIDGET_ORIGIN) > 0
