@@ -17,6 +17,7 @@ logger_class = "config.gunicorn_logging.RedactingLogger"
 # listens there itself, and whichever stops first deletes the path, so `gunicornc` reaches the
 # wrong server or none. Off, then, unless GUNICORN_CONTROL_SOCKET names this server's own path.
 # Older gunicorns ignore both settings.
-if os.environ.get("GUNICORN_CONTROL_SOCKET"):
-    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
-control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
+_own_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+if _own_control_socket:
+    control_socket = _own_control_socket
+control_socket_disable = not _own_control_socket

@@ -5,12 +5,9 @@ user; a second server of the same user on the same host takes that path over fro
 """
 
 import contextlib
-import http.client
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import gunicorn
@@ -18,7 +15,7 @@ import pytest
 from django.conf import settings
 from gunicorn.app.base import Application
 
-from bench.run import free_port
+from bench.run import free_port, server_stop, wait_healthy
 
 CONF = Path(settings.BASE_DIR) / "gunicorn.conf.py"
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -72,17 +69,6 @@ def test_an_empty_gunicorn_control_socket_leaves_it_off(monkeypatch):
     assert cfg.control_socket_disable is True
 
 
-def _healthy(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", "/healthz")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
 @contextlib.contextmanager
 def _server(tmp_path: Path, name: str, **environ):
     """One gunicorn (one worker, SQLite, DEBUG) on 127.0.0.1, stopped with its process group."""
@@ -108,20 +94,13 @@ def _server(tmp_path: Path, name: str, **environ):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not _healthy(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gunicorn {name} did not start:\n{_log_text(tmp_path, name)}")
-            time.sleep(0.1)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", process, timeout=START_TIMEOUT_SECONDS)
+        except RuntimeError as exc:
+            pytest.fail(f"gunicorn {name}: {exc}\n{_log_text(tmp_path, name)}")
         yield process
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        server_stop(process)
         log.close()
 
 
