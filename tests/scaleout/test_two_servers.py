@@ -7,11 +7,9 @@ server memoises for a few seconds: its rotation reaches B within that TTL. Runs 
 are shared (PostgreSQL and REDIS_URL); CI runs it with `-m two_servers`.
 """
 
-import contextlib
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +28,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
+from bench.run import free_port, server_stop
 from contacts.models import Contact, Device
 from identity import services
 from identity.models import ApiKey, Organization, User
@@ -42,7 +41,6 @@ PUBLIC_URL = "http://chatshield-lb.test"
 PASSWORD = "correct horse battery staple"
 LOCKOUT_MAX_FAILURES = 5
 START_TIMEOUT_SECONDS = 60
-STOP_TIMEOUT_SECONDS = 10
 REQUEST_TIMEOUT_SECONDS = 15
 # Each server memoises a widget token's org this long (docs/decisions.md, issue #9).
 WIDGET_ORG_LOCAL_CACHE_SECONDS = 2
@@ -125,12 +123,6 @@ class Server:
         return self.log_text()[-3000:]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _database_url() -> str:
     db = connection.settings_dict  # pytest-django has renamed it to the test database by now
     user = quote(db["USER"] or "", safe="")
@@ -173,7 +165,7 @@ def _server_env() -> dict[str, str]:
 
 
 def _start(name: str, log_dir: Path, env: dict[str, str]) -> Server:
-    port = _free_port()
+    port = free_port()
     log = log_dir / f"gunicorn-{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: S603 - a fixed argv: our own venv's gunicorn
@@ -212,17 +204,6 @@ def _wait_ready(server: Server, deadline: float) -> None:
     )
 
 
-def _stop(server: Server) -> None:
-    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT_SECONDS), (signal.SIGKILL, 5)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.process.pid, sig)
-        try:
-            server.process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture(scope="module")
 def servers(django_db_setup) -> Iterator[tuple[Server, Server]]:
     """Servers A and B on the test database and the test Redis; both always stopped afterwards.
@@ -241,7 +222,7 @@ def servers(django_db_setup) -> Iterator[tuple[Server, Server]]:
             yield started[0], started[1]
         finally:
             for server in started:
-                _stop(server)
+                server_stop(server.process)
         for server in started:
             if "Traceback" in server.log_text():
                 pytest.fail(f"gunicorn {server.name} logged a traceback:\n{server.log_tail()}")
