@@ -3,6 +3,7 @@
 import copy
 import functools
 import math
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -251,7 +252,7 @@ def conversation_close(
     locked = _conversation_lock(conversation)
     if locked.status == Conversation.Status.CLOSED:
         return locked
-    now = timezone.now()
+    now = _locked_now()
     notice = Message.objects.create(
         org=locked.org,
         conversation=locked,
@@ -415,6 +416,20 @@ def _same_org(*, org: Organization, conversation: Conversation) -> None:
         raise NotFound()
 
 
+def _locked_now() -> datetime:
+    """When a message written under its conversation's row lock happens: on PostgreSQL the
+    database's `clock_timestamp()`, the clock a visitor's post reads in its own statement
+    (`_contact_post_sql`), so that every app server stamps one conversation's messages from one
+    clock and their `created_at` advances with their ids whichever server wrote them; elsewhere
+    (SQLite, one process's database) the app's clock. Call it with the lock held.
+    """
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
 def _conversation_lock(conversation: Conversation) -> Conversation:
     # The row lock serializes every write to one conversation: message ids, their created_at and
     # the conversation's last_message_at advance together, and a close cannot interleave a post.
@@ -456,7 +471,7 @@ def _message_append(
     locked = conversation if already_locked else _conversation_lock(conversation)
     if locked.status == Conversation.Status.CLOSED:
         raise ConversationClosed()
-    now = timezone.now()
+    now = _locked_now()
     message = Message(
         org_id=locked.org_id,
         conversation=locked,
