@@ -11,7 +11,6 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from conversations import services
@@ -19,9 +18,8 @@ from conversations.models import Message
 
 pytestmark = [
     pytest.mark.django_db,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="SQLite is one process's database: the app's clock is the only clock",
+    pytest.mark.postgres_only(
+        reason="SQLite is one process's database: the app's clock is the only clock"
     ),
 ]
 
