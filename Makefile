@@ -32,7 +32,7 @@ run: install .env
 
 test: install
 	@test -x /usr/bin/chromium || echo "NOTE: /usr/bin/chromium is missing, so the browser tests (tests/e2e) will be SKIPPED. Install Debian's chromium to run them."
-	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || echo "NOTE: nginx is missing, so the tests of compose.yaml's nginx configuration (tests/test_container_files.py) will be SKIPPED. Install Debian's nginx-light to run them."
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || echo "NOTE: nginx is missing, so the tests of compose.yaml's nginx configuration (tests/test_container_files.py) will be SKIPPED. Install Debian's nginx to run them."
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 test-postgres: install

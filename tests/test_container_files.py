@@ -475,7 +475,7 @@ def test_the_image_lets_a_customer_token_at_its_size_limit_through_to_the_app(st
 @pytest.fixture(scope="module")
 def behind_nginx(stack, tmp_path_factory) -> Iterator[int]:
     if NGINX is None:
-        pytest.skip("nginx is not installed (.ci/run installs Debian's nginx-light)")
+        pytest.skip("nginx is not installed (.ci/run installs Debian's nginx)")
     work = tmp_path_factory.mktemp("nginx")
     config = nginx_config(
         compose_read(), app_ports=stack.app_ports, port=stack.nginx_port, work=work
