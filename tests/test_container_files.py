@@ -24,9 +24,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import Message
+from http.cookies import SimpleCookie
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import yaml
@@ -319,20 +323,22 @@ def nginx_running(config: Path, port: int, work: Path) -> Iterator[None]:
         server_stop(process)
 
 
-def request(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-    """One GET to our own 127.0.0.1 server, redirects not followed."""
+def request(
+    port: int, path: str, headers: dict[str, str], data: bytes | None = None
+) -> tuple[int, Message, bytes]:
+    """One GET (or, with `data`, POST) to our own 127.0.0.1 server, redirects not followed."""
 
     class NoRedirects(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args, **kwargs):
             return None
 
     opener = urllib.request.build_opener(NoRedirects)
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers)
     try:
         with opener.open(req, timeout=15) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        return exc.code, exc.headers, exc.read()
 
 
 # --- the stack ----------------------------------------------------------------------------------
@@ -546,3 +552,64 @@ def _served_count(stack: Stack, port: int) -> int:
     number = stack.app_ports.index(port) + 1
     log = stack.context.parent / "logs" / f"app{number}.log"
     return log.read_text(errors="replace").count('"/healthz"')
+
+
+def test_the_console_forms_csrf_check_passes_through_nginx(stack, behind_nginx):
+    # given: the agent console's sign-in form, fetched over TLS through nginx
+    host = f"localhost:{behind_nginx}"
+    secure = {"Host": host, "X-Forwarded-Proto": "https"}
+    status, headers, body = request(behind_nginx, "/console/login", secure)
+    assert status == 200, body[:300]
+    cookies = SimpleCookie()
+    for header in headers.get_all("Set-Cookie") or []:
+        cookies.load(header)
+    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1).decode()
+
+    # when: the browser posts it, with the Origin it shows (the public host and its port),
+    # which Django accepts as the Host nginx hands on or as compose's CSRF_TRUSTED_ORIGINS
+    form = urlencode(
+        {"csrfmiddlewaretoken": token, "username": "nobody@example.com", "password": "wrong"}
+    ).encode()
+    status, _, body = request(
+        behind_nginx,
+        "/console/login",
+        {
+            **secure,
+            "Origin": f"https://{host}",
+            "Referer": f"https://{host}/console/login",
+            "Cookie": f"csrftoken={cookies['csrftoken'].value}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        data=form,
+    )
+
+    # then: the CSRF check passed, and the form says the credentials are wrong
+    assert status == 200, body[:500]
+    assert b"csrfmiddlewaretoken" in body
+
+
+def test_a_client_cannot_choose_the_address_the_app_sees_through_nginx(stack, behind_nginx):
+    # when: a client sends an X-Forwarded-For of its own choosing straight to nginx
+    request_id = uuid.uuid4().hex
+    status, _, _ = request(
+        behind_nginx,
+        "/healthz",
+        {
+            "Host": f"localhost:{behind_nginx}",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-For": "203.0.113.66",
+            "X-Request-ID": request_id,
+        },
+    )
+
+    # then: the app logged the address nginx saw it come from, as the throttles key on it
+    assert status == 200
+    records = [
+        json.loads(line)
+        for number in (1, 2)
+        for line in (stack.context.parent / "logs" / f"app{number}.log")
+        .read_text(errors="replace")
+        .splitlines()
+        if request_id in line and line.startswith("{")
+    ]
+    assert [record["client_ip"] for record in records] == ["127.0.0.1"], records
