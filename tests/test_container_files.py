@@ -196,7 +196,6 @@ class Stack:
     image: Image
     app_env: dict[str, str]
     app_ports: list[int]
-    public_url: str
     nginx_port: int
 
 
@@ -234,7 +233,8 @@ def app_servers(context: Path, image: Image, app_env: dict, count: int, logs: Pa
             wait_until(
                 functools.partial(healthy, healthcheck_for(image, port), {**image.env, **app_env}),
                 process,
-                f"app server on {port}\n{_logs(logs)}",
+                f"app server on {port}",
+                functools.partial(_logs, logs),
             )
         yield [port for _, _, port in started]
     finally:
@@ -255,16 +255,17 @@ def healthy(healthcheck: list[str], env: dict[str, str]) -> bool:
     return done.returncode == 0
 
 
-def wait_until(ready, process: subprocess.Popen, what: str) -> None:
+def wait_until(ready, process: subprocess.Popen, what: str, log) -> None:
+    """Wait for `ready()`; on failure, say `what` it was and show `log()` as it is by then."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"exited with {process.returncode}: {what}")
+            pytest.fail(f"{what} exited with {process.returncode}:\n{log()}")
         with contextlib.suppress(OSError):
             if ready():
                 return
         time.sleep(0.3)
-    pytest.fail(f"not ready in {START_TIMEOUT_SECONDS} s: {what}")
+    pytest.fail(f"{what} not ready in {START_TIMEOUT_SECONDS} s:\n{log()}")
 
 
 def _logs(directory: Path) -> str:
@@ -324,7 +325,8 @@ def nginx_running(config: Path, port: int, work: Path) -> Iterator[None]:
         wait_until(
             lambda: request(port, "/healthz", {"Host": f"localhost:{port}"})[0] == 200,
             process,
-            f"nginx\n{(work / 'nginx-error.log').read_text(errors='replace')}",
+            "nginx",
+            functools.partial(_logs, work),
         )
         yield
     finally:
@@ -371,11 +373,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 
     # compose's app environment, as `docker compose up` resolves it, then our addresses.
     nginx_port = free_port()
-    public_url = f"https://localhost:{nginx_port}"
     shell = {
         "DJANGO_SECRET_KEY": "container-files-test-secret-key-0123456789abcdefghijkl",
         "POSTGRES_PASSWORD": "not-used-here",
-        "PUBLIC_URL": public_url,
+        "PUBLIC_URL": f"https://localhost:{nginx_port}",
         "WEB_CONCURRENCY": "1",
     }
     app_env = {
@@ -402,7 +403,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     logs = work / "logs"
     logs.mkdir()
     with app_servers(context, image, app_env, 2, logs) as ports:
-        yield Stack(context, context_files, image, app_env, ports, public_url, nginx_port)
+        yield Stack(context, context_files, image, app_env, ports, nginx_port)
 
 
 @pytest.mark.parametrize(
