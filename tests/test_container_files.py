@@ -197,6 +197,17 @@ class Stack:
     app_env: dict[str, str]
     app_ports: list[int]
     nginx_port: int
+    logs: Path
+
+    def log_text(self, port: int) -> str:
+        """What the app server on `port` has logged so far."""
+        number = self.app_ports.index(port) + 1
+        return app_log(self.logs, number).read_text(errors="replace")
+
+
+def app_log(logs: Path, number: int) -> Path:
+    """Where app server `number` (compose's app1, app2) writes its output."""
+    return logs / f"app{number}.log"
 
 
 @contextlib.contextmanager
@@ -218,7 +229,7 @@ def app_servers(context: Path, image: Image, app_env: dict, count: int, logs: Pa
                     ),
                 }
             )
-            log = (logs / f"app{number}.log").open("wb")
+            log = app_log(logs, number).open("wb")
             process = subprocess.Popen(  # noqa: S603 - the image's own CMD
                 image.cmd,
                 cwd=context,
@@ -403,7 +414,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     logs = work / "logs"
     logs.mkdir()
     with app_servers(context, image, app_env, 2, logs) as ports:
-        yield Stack(context, context_files, image, app_env, ports, nginx_port)
+        yield Stack(context, context_files, image, app_env, ports, nginx_port, logs)
 
 
 @pytest.mark.parametrize(
@@ -556,9 +567,7 @@ def test_nginx_spreads_requests_over_both_app_servers(stack, behind_nginx):
 
 
 def _served_count(stack: Stack, port: int) -> int:
-    number = stack.app_ports.index(port) + 1
-    log = stack.context.parent / "logs" / f"app{number}.log"
-    return log.read_text(errors="replace").count('"/healthz"')
+    return stack.log_text(port).count('"/healthz"')
 
 
 def test_the_console_forms_csrf_check_passes_through_nginx(stack, behind_nginx):
@@ -613,10 +622,8 @@ def test_a_client_cannot_choose_the_address_the_app_sees_through_nginx(stack, be
     assert status == 200
     records = [
         json.loads(line)
-        for number in (1, 2)
-        for line in (stack.context.parent / "logs" / f"app{number}.log")
-        .read_text(errors="replace")
-        .splitlines()
+        for port in stack.app_ports
+        for line in stack.log_text(port).splitlines()
         if request_id in line and line.startswith("{")
     ]
     assert [record["client_ip"] for record in records] == ["127.0.0.1"], records
