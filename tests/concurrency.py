@@ -3,7 +3,7 @@
 import threading
 import time
 
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 
 def lock_waiters() -> int:
@@ -54,3 +54,43 @@ def in_parallel(target, count: int) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def in_thread(target) -> tuple[threading.Thread, list]:
+    """Start `target()` on a thread and a connection of its own (closed when it ends); its
+    outcome, the value it returned or the exception it raised, lands in the returned list."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(target())
+        except Exception as exc:  # the test asserts on it
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def held_uncommitted(write):
+    """Run `write()` in a transaction on its own connection and keep it open, uncommitted, until
+    the returned `commit()` is called; `commit()` returns the write's outcome."""
+    written, release = threading.Event(), threading.Event()
+
+    def run():
+        with transaction.atomic():
+            write()
+            written.set()
+            release.wait(10)
+
+    thread, outcome = in_thread(run)
+    assert written.wait(10)
+
+    def commit() -> list:
+        release.set()
+        thread.join(10)
+        return outcome
+
+    return commit

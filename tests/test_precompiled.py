@@ -1,11 +1,10 @@
 """config.precompiled: the same instances the ORM would load and write, on SQLite and PostgreSQL."""
 
-import threading
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, NotSupportedError, connection, connections, transaction
+from django.db import IntegrityError, NotSupportedError, connection, transaction
 from django.db.models import Model
 from django.db.transaction import TransactionManagementError
 
@@ -13,7 +12,7 @@ from config.precompiled import InsertAndUpdate, RowsInsert, RowVersion
 from contacts.models import Contact, Device
 from contacts.selectors import _PRINCIPAL_ROW
 from conversations.models import Conversation, Message
-from tests.concurrency import committed_elsewhere, wait_for_lock_waiters
+from tests.concurrency import committed_elsewhere, in_thread, wait_for_lock_waiters
 from tests.factories import (
     ConversationFactory,
     DeviceFactory,
@@ -317,19 +316,12 @@ def test_a_row_changed_by_an_open_transaction_is_waited_for_then_refused():
     contact = read_with_version(DeviceFactory().contact)
     contact.name = "stale write"
     device = Device(org=contact.org, contact=contact, user_agent="UA/6")
-    written: list[bool] = []
-
-    def write() -> None:
-        try:
-            written.append(SIGN_IN.run_if_unchanged(device, contact, version=contact.row_version))
-        finally:
-            connections["default"].close()
-
     # when: another transaction is changing the row; the write waits on it; it commits
     with transaction.atomic():
         Contact.objects.filter(pk=contact.pk).update(phone="+1 555")
-        writer = threading.Thread(target=write)
-        writer.start()
+        writer, written = in_thread(
+            lambda: SIGN_IN.run_if_unchanged(device, contact, version=contact.row_version)
+        )
         assert wait_for_lock_waiters(1) == 1
     writer.join(10)
 

@@ -1,15 +1,13 @@
 """Posts racing on PostgreSQL: fifty stored once each, in order; a close beats a waiting post."""
 
-import threading
-
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from contacts.models import Contact
 from conversations.models import Conversation, Message
-from tests.concurrency import in_parallel, wait_for_lock_waiters
+from tests.concurrency import in_parallel, in_thread, wait_for_lock_waiters
 from tests.conversations.conftest import visitor_with_trust
 from tests.factories import ConversationFactory, OrganizationFactory
 
@@ -58,25 +56,19 @@ def test_a_close_that_lands_while_a_post_waits_on_the_lock_turns_the_post_away()
     visitor = visitor_with_trust(org, Contact.Trust.ANONYMOUS)
     conversation = ConversationFactory(contact=visitor.contact, device=visitor.device)
     visitor.client.get("/widget/sessions")  # warm the widget-token cache
-    answers: list = []
 
-    def post() -> None:
-        try:
-            client = APIClient(
-                HTTP_X_WIDGET_TOKEN=org.widget_token,
-                HTTP_AUTHORIZATION=f"Bearer {visitor.token}",
-            )
-            response = client.post(
-                f"/widget/sessions/{conversation.id}/messages", {"text": "hi"}, format="json"
-            )
-            answers.append((response.status_code, response.json()))
-        finally:
-            connection.close()
+    def post() -> tuple:
+        client = APIClient(
+            HTTP_X_WIDGET_TOKEN=org.widget_token, HTTP_AUTHORIZATION=f"Bearer {visitor.token}"
+        )
+        response = client.post(
+            f"/widget/sessions/{conversation.id}/messages", {"text": "hi"}, format="json"
+        )
+        return response.status_code, response.json()
 
     with transaction.atomic():
         Conversation.objects.select_for_update().get(pk=conversation.pk)
-        poster = threading.Thread(target=post)
-        poster.start()
+        poster, answers = in_thread(post)
         # when: the post is waiting on that lock, and the agent closes the conversation
         assert wait_for_lock_waiters(1) == 1
         Conversation.objects.filter(pk=conversation.pk).update(

@@ -6,10 +6,8 @@ senderAuthInfo where a second erasure would no longer look. On PostgreSQL the wr
 erasure also race for real, and must neither deadlock nor leave the contact's words behind.
 """
 
-import threading
-
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from config.exceptions import Unauthenticated
 from contacts.models import Contact, Device
@@ -18,7 +16,7 @@ from conversations import services
 from conversations.adopt import contact_device_adopt
 from conversations.data_rights import ERASED_TEXT, contact_erase
 from conversations.models import Conversation, Message
-from tests.concurrency import in_parallel, wait_for_lock_waiters
+from tests.concurrency import in_parallel, in_thread, wait_for_lock_waiters
 from tests.conversations.conftest import visitor_with_trust
 from tests.factories import ConversationFactory
 
@@ -104,23 +102,17 @@ def test_a_write_waiting_on_an_erasures_lock_is_refused_once_it_commits(org, vis
     # given an erasure that has revoked the contact's devices and not yet committed
     conversation = ConversationFactory(org=org, contact=visitor.contact, device=visitor.device)
     visitor.client.get("/widget/sessions", {"externalId": "page"})  # warm the caches
-    answers: list[int] = []
-
-    def request() -> None:
-        try:
-            if write == "post":
-                path, body = f"/widget/sessions/{conversation.id}/messages", {"text": WORDS}
-            else:
-                path, body = "/widget/sessions", {"externalId": "page"}
-            answers.append(visitor.client.post(path, body, format="json").status_code)
-        finally:
-            connection.close()
+    if write == "post":
+        path, body = f"/widget/sessions/{conversation.id}/messages", {"text": WORDS}
+    else:
+        path, body = "/widget/sessions", {"externalId": "page"}
 
     with transaction.atomic():
         Contact.objects.select_for_update(no_key=True).get(pk=visitor.contact.pk)
         Device.objects.filter(contact=visitor.contact).update(revoked_at="2026-01-01T00:00:00Z")
-        writer = threading.Thread(target=request)
-        writer.start()
+        writer, answers = in_thread(
+            lambda: visitor.client.post(path, body, format="json").status_code
+        )
         # when the write has checked its token and waits on the device
         assert wait_for_lock_waiters(1) == 1
     writer.join(10)

@@ -5,11 +5,8 @@ members who remain; closed ones keep the assignee as who handled them. An assign
 removal either commits first and is undone, or waits and is refused (PostgreSQL, real threads).
 """
 
-import threading
-
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
 from django.dispatch import receiver
 from django.test import Client
 
@@ -18,7 +15,7 @@ from conversations.models import Conversation
 from identity import services as identity_services
 from identity.models import Membership
 from identity.signals import membership_removed
-from tests.concurrency import wait_for_lock_waiters
+from tests.concurrency import held_uncommitted, in_thread, wait_for_lock_waiters
 from tests.factories import ConversationFactory, MembershipFactory, OrganizationFactory
 
 NOT_A_MEMBER = {"assignee": [services.ASSIGNEE_NOT_A_MEMBER]}
@@ -137,46 +134,6 @@ def test_a_member_removed_before_the_assignment_cannot_be_assigned():
 
 
 # --- an assignment and a removal at once, on PostgreSQL ------------------------------------------
-
-
-def in_thread(target) -> tuple[threading.Thread, list]:
-    """Run `target()` on its own connection; its outcome (a value or an exception) lands in
-    the returned list."""
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append(target())
-        except Exception as exc:  # the test asserts on it
-            outcome.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
-
-
-def held_uncommitted(write):
-    """Run `write()` in a transaction on its own connection and keep it open, uncommitted, until
-    the returned `commit()` is called; `commit()` returns the write's outcome."""
-    written, release = threading.Event(), threading.Event()
-
-    def run():
-        with transaction.atomic():
-            write()
-            written.set()
-            release.wait(10)
-
-    thread, outcome = in_thread(run)
-    assert written.wait(10)
-
-    def commit() -> list:
-        release.set()
-        thread.join(10)
-        return outcome
-
-    return commit
 
 
 def org_with_leaving_member() -> tuple:

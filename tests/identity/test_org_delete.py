@@ -4,8 +4,6 @@ Its rows go with it, its widget token stops naming anything at once, and a
 membership write in progress is waited for instead of deadlocking with the deletion.
 """
 
-import threading
-
 import psycopg
 import pytest
 from django.db import connection
@@ -15,7 +13,7 @@ from contacts.models import Contact
 from identity import widget_cache
 from identity.models import Membership, Organization
 from identity.selectors import organization_for_widget_token
-from tests.concurrency import wait_for_lock_waiters
+from tests.concurrency import in_thread, wait_for_lock_waiters
 from tests.factories import ContactFactory, MembershipFactory, OrganizationFactory, UserFactory
 
 ORGS = "/admin/identity/organization/"
@@ -92,16 +90,9 @@ def test_a_deletion_waits_for_a_membership_write_in_progress_instead_of_deadlock
     )
 
     # when: a superuser deletes the org meanwhile, and then the membership write goes on
-    responses = []
-
-    def delete() -> None:
-        try:
-            responses.append(superuser_admin().post(f"{ORGS}{org.pk}/delete/", {"post": "yes"}))
-        finally:
-            connection.close()
-
-    deletion = threading.Thread(target=delete)
-    deletion.start()
+    deletion, responses = in_thread(
+        lambda: superuser_admin().post(f"{ORGS}{org.pk}/delete/", {"post": "yes"})
+    )
     try:
         assert wait_for_lock_waiters(1) >= 1
         other_server.execute(

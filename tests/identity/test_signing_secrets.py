@@ -1,7 +1,6 @@
 """Signing secrets for customer-signed tokens: the operator API, storage, the two-active rule."""
 
 import re
-import threading
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -13,6 +12,7 @@ from rest_framework import serializers
 from identity import services
 from identity.models import SigningSecret
 from identity.tokens import secret_decrypt
+from tests.concurrency import in_parallel
 from tests.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
@@ -330,25 +330,17 @@ def test_concurrent_creations_never_exceed_two_active():
     # given: an org with one active secret and eight requests racing for the last slot
     org = OrganizationFactory()
     services.signing_secret_create_shared(org=org, created_by=None)
-    start = threading.Barrier(8)
     outcomes = []
 
-    def create():
+    def create(n: int) -> None:
         try:
-            start.wait()
             services.signing_secret_create_shared(org=org, created_by=None)
             outcomes.append("created")
         except services.TooManyActiveSecrets:
             outcomes.append("conflict")
-        finally:
-            connection.close()
 
     # when
-    threads = [threading.Thread(target=create) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_parallel(create, 8)
 
     # then
     assert sorted(outcomes) == ["conflict"] * 7 + ["created"]
