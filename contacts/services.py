@@ -19,7 +19,7 @@ from config.precompiled import CompiledQuery, InsertAndUpdate, RowsInsert, RowVe
 from contacts.models import Contact, Device
 from identity.models import Organization
 from identity.selectors import custom_token_verify
-from identity.services import custom_token_jti_consume
+from identity.services import custom_token_jti_consume, custom_token_jti_release
 from identity.tokens import (
     CUSTOM_PROFILE_CLAIMS,
     InvalidTokenError,
@@ -487,9 +487,10 @@ def contact_custom_token_sign_in(*, token: str, user_agent: str = "") -> tuple[I
 
     The org is the one the token's `aud` names; the signature, algorithm, `kid`, audience,
     lifetime and claims are checked by identity before anything is written, then the `jti` (or,
-    without one, the token itself) is consumed (a replay, on any app server, is refused). Every
-    failure of the token itself is the uniform 401. `role` is never read: a customer-signed token
-    cannot create or sign in an agent.
+    without one, the token itself) is consumed (a replay, on any app server, is refused). A
+    sign-in refused against what is stored (the 409 identity conflict, custom data too large once
+    merged) writes nothing and gives the `jti` back. Every failure of the token itself is the
+    uniform 401. `role` is never read: a customer-signed token cannot create or sign in an agent.
     """
     org_id = custom_token_org_id_unverified(token, public_url=settings.PUBLIC_URL)
     org = Organization.objects.filter(pk=org_id).first() if org_id else None
@@ -505,5 +506,12 @@ def contact_custom_token_sign_in(*, token: str, user_agent: str = "") -> tuple[I
     ):
         raise Unauthenticated()
     proof = VerifiedProof(method=AuthMethod.CUSTOM_JWT, key_id=claims["kid"], token_claims=claims)
-    issued = contact_verified_sign_in(org=org, profile=profile, proof=proof, user_agent=user_agent)
+    try:
+        issued = contact_verified_sign_in(
+            org=org, profile=profile, proof=proof, user_agent=user_agent
+        )
+    except (IdentityConflict, CustomDataTooLarge):
+        # Refused against what is stored, before anything was written: the token is not spent.
+        custom_token_jti_release(org=org, jti=claims["jti"], token=token)
+        raise
     return issued, claims

@@ -567,6 +567,20 @@ def custom_token_jti_consume(
     if isinstance(expires_at, datetime):
         expires_at = expires_at.timestamp()
     timeout = max(1, math.ceil(expires_at - time.time()) + CUSTOM_TOKEN_LEEWAY_SECONDS)
+    return cache.add(_custom_token_mark(org=org, jti=jti, token=token), 1, timeout=timeout)
+
+
+def custom_token_jti_release(*, org: Organization, jti: str | None, token: str = "") -> None:
+    """Give back what `custom_token_jti_consume` marked, for a sign-in refused before it wrote
+    anything (a failed request writes nothing, SPEC §5): the token may be exchanged again.
+
+    Only the request that consumed the mark may call this, and only once it knows nothing of the
+    sign-in was kept: a token whose sign-in committed must stay used.
+    """
+    cache.delete(_custom_token_mark(org=org, jti=jti, token=token))
+
+
+def _custom_token_mark(*, org: Organization, jti: str | None, token: str) -> str:
     if jti is not None:
         mark = hashlib.sha256(jti.encode()).hexdigest()
     elif token:
@@ -574,7 +588,7 @@ def custom_token_jti_consume(
         mark = "token:" + hashlib.sha256(signed.encode()).hexdigest()
     else:
         raise ValueError("a token without a jti is marked by the token itself")
-    return cache.add(f"jti:{org.pk}:{mark}", 1, timeout=timeout)
+    return f"jti:{org.pk}:{mark}"
 
 
 # --- audit trail ------------------------------------------------------------------------------

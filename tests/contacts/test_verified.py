@@ -607,6 +607,51 @@ def test_custom_token_email_conflict_is_409(org, shared_secret):
     assert Contact.objects.count() == 1
 
 
+def test_a_custom_token_refused_with_a_409_is_not_spent(org, shared_secret):
+    # given: the token's email held by another verified user_id, so its exchange is a 409
+    other = authenticate(backend(key_for(org)), {"email": "cust@shop.test", "user_id": "other"})
+    token = custom_token(org, *shared_secret)
+    assert exchange(token).status_code == 409
+
+    # when: the customer's backend moves the other user to another address, and the same token
+    # is exchanged again
+    authenticate(backend(key_for(org)), {"email": "other@shop.test", "user_id": "other"})
+    response = exchange(token)
+
+    # then: the token signs its user in, once
+    assert response.status_code == 200
+    assert Contact.objects.get(user_id="cust-42").email == "cust@shop.test"
+    assert Contact.objects.get(pk=other.json()["contact"]["id"]).email == "other@shop.test"
+    assert exchange(token).status_code == 401
+
+
+def test_a_custom_token_whose_data_would_overflow_once_merged_is_a_400_and_is_not_spent(
+    org, shared_secret
+):
+    # given: a customer whose stored custom data and the token's attributes together pass 16 KiB
+    authenticate(
+        backend(key_for(org)),
+        {"email": "cust@shop.test", "user_id": "cust-42", "customData": {"a": "x" * 12000}},
+    )
+    token = custom_token(org, *shared_secret, attributes={"b": "y" * 5000})
+
+    # when
+    response = exchange(token)
+
+    # then: a 400 that writes nothing, and the token is still good for one exchange
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "custom_data_too_large"
+    assert response.json()["success"] is False
+    assert Contact.objects.get().custom_data == {"a": "x" * 12000}
+    assert Device.objects.count() == 1
+    authenticate(
+        backend(key_for(org)),
+        {"email": "cust@shop.test", "user_id": "cust-42", "customData": {"a": None}},
+    )
+    assert exchange(token).status_code == 200
+    assert exchange(token).status_code == 401
+
+
 def test_a_custom_token_without_email_keeps_the_known_verified_email(org, shared_secret):
     # given a customer its backend signed in with a user_id and an email
     created = authenticate(backend(key_for(org)), {"email": "ada@shop.test", "user_id": "cust-42"})
