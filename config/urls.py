@@ -3,10 +3,10 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
 from config import views
+from config.api_docs import SchemaDocsView, SchemaView
 from contacts.api.v3 import TiledeskAuthViewSet
 from conversations.api.adopt import WidgetAdoptViewSet
 from conversations.api.urls import org_urlpatterns, widget_urlpatterns
@@ -26,8 +26,8 @@ urlpatterns = [
     path("api/v1/", include(org_urlpatterns)),
     path("api/v1/", include("identity.api.audit")),
     path("api/v1/", include("conversations.api.data_rights")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", SchemaDocsView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
     path("console/", include("conversations.console.urls")),
     path("playground/", include("conversations.playground.urls")),

@@ -303,6 +303,46 @@ def test_openapi_schema_is_served(client):
     assert b"/api/v1/auth/token" in response.content
 
 
+@pytest.mark.parametrize(
+    "version",
+    ["%00", "%01", "%7F", "%0A", "%0D%0AX-Injected:%201", "a%22%3B%20x%3Dy", "2.0"],
+    ids=["nul", "soh", "del", "newline", "header-injection", "quote", "plausible"],
+)
+def test_the_schema_reads_no_version_from_the_query(client, version):
+    # when: anyone asks for the schema with a ?version= of their choosing
+    response = client.get(f"/api/schema/?version={version}")
+
+    # then: the one schema there is, under its own name; nothing of the query in a header
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'inline; filename="chatshield API.yaml"'
+    assert "X-Injected" not in response
+    assert b"\n  version: 0.1.0\n" in response.content
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_the_schema_and_its_docs_refuse_other_methods_in_the_json_envelope(client, path, method):
+    # when
+    response = client.generic(method, path, b'{"a": 1}', content_type="application/json")
+
+    # then
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "error": {"code": "method_not_allowed", "message": f'Method "{method}" not allowed.'}
+    }
+
+
+def test_the_schema_in_a_format_it_cannot_serve_is_a_406_in_the_json_envelope(client):
+    # when
+    response = client.get("/api/schema/", HTTP_ACCEPT="text/csv")
+
+    # then
+    assert response.status_code == 406
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "not_acceptable"
+
+
 def test_swagger_ui_uses_no_cdn(client):
     response = client.get("/api/docs/")
 
