@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from config.api import StrictViewMixin
+
 
 class JsonErrorsMixin:
     """Errors in the one JSON envelope (SPEC §5), whatever the page itself is served as.
@@ -19,7 +21,7 @@ class JsonErrorsMixin:
         return super().finalize_response(request, response, *args, **kwargs)
 
 
-class SchemaView(JsonErrorsMixin, SpectacularAPIView):
+class SchemaView(JsonErrorsMixin, StrictViewMixin, SpectacularAPIView):
     """The schema of the API, which has one version (`SPECTACULAR_SETTINGS["VERSION"]`).
 
     drf-spectacular takes a `?version=` from anyone and writes it, as sent, into the schema's
@@ -31,5 +33,5 @@ class SchemaView(JsonErrorsMixin, SpectacularAPIView):
         return None
 
 
-class SchemaDocsView(JsonErrorsMixin, SpectacularSwaggerSplitView):
+class SchemaDocsView(JsonErrorsMixin, StrictViewMixin, SpectacularSwaggerSplitView):
     """Swagger UI over `SchemaView`, served from the sidecar's static files."""

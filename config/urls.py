@@ -17,8 +17,8 @@ adopt_router = SimpleRouter(trailing_slash=False)
 adopt_router.register("widget", WidgetAdoptViewSet, basename="widget-adopt")
 
 urlpatterns = [
-    path("healthz", views.healthz, name="healthz"),
-    path("readyz", views.readyz, name="readyz"),
+    path("healthz", views.HealthzView.as_view(), name="healthz"),
+    path("readyz", views.ReadyzView.as_view(), name="readyz"),
     path("api/v1/", include("identity.api.urls")),
     path("", include("contacts.api.urls")),
     path("", include(widget_urlpatterns)),

@@ -1,10 +1,10 @@
 """Tiledesk-compatible /v3/auth routes: one viewset for the whole family."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from config.api import ViewSet
 from config.exceptions import Unauthenticated
 from config.http import client_ip
 from contacts import selectors, services
@@ -33,7 +33,7 @@ V3_ERRORS = {
 }
 
 
-class TiledeskAuthViewSet(viewsets.ViewSet):
+class TiledeskAuthViewSet(ViewSet):
     """`/v3/auth/…` in Tiledesk's request and response shapes (`success`, `token: "JWT …"`).
 
     The two visitor routes answer CORS as the widget routes do: a preflight for any origin

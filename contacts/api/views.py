@@ -1,10 +1,11 @@
 """Widget routes: config, browser identities (unverified, me, logout) and authenticate-user."""
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from config.api import ViewSet
 from contacts import selectors, services
 from contacts.api.authentication import (
     ContactTokenAuthentication,
@@ -36,7 +37,7 @@ WIDGET_TOKEN = OpenApiParameter(
 UNAUTHENTICATED = OpenApiResponse(description="Unknown widget token or invalid contact token")
 
 
-class WidgetViewSet(OneRoundTripThrottlesMixin, viewsets.ViewSet):
+class WidgetViewSet(OneRoundTripThrottlesMixin, ViewSet):
     """Routes that need only the org's public widget token."""
 
     authentication_classes = [WidgetTokenAuthentication]
@@ -96,7 +97,7 @@ class WidgetViewSet(OneRoundTripThrottlesMixin, viewsets.ViewSet):
         return Response(UnverifiedOutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
-class WidgetContactViewSet(viewsets.ViewSet):
+class WidgetContactViewSet(ViewSet):
     """Routes that act as the visitor holding a contact token."""
 
     authentication_classes = [ContactTokenAuthentication]
@@ -118,7 +119,7 @@ class WidgetContactViewSet(viewsets.ViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class WidgetServerViewSet(viewsets.ViewSet):
+class WidgetServerViewSet(ViewSet):
     """Server-to-server: the customer's backend vouches for a user with a scoped org API key."""
 
     authentication_classes = [ApiKeyAuthentication]

@@ -1,10 +1,11 @@
 """POST /widget/contacts/adopt: a verified token adopts its browser's anonymous history."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from config.api import ViewSet
 from config.fields import StrictCharField
 from contacts.api.authentication import ContactTokenAuthentication
 from contacts.api.views import WIDGET_TOKEN
@@ -19,7 +20,7 @@ class AdoptOutputSerializer(serializers.Serializer):
     adopted = serializers.IntegerField()
 
 
-class WidgetAdoptViewSet(viewsets.ViewSet):
+class WidgetAdoptViewSet(ViewSet):
     authentication_classes = [ContactTokenAuthentication]
     permission_classes: list = []
 

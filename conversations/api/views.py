@@ -1,10 +1,11 @@
 """Conversation routes: the widget's `/widget/sessions…` and the agents' `/api/v1/orgs/{org}/…`."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from config.api import GenericViewSet
 from config.pagination import KeysetPagination
 from contacts.api.authentication import ContactTokenAuthentication
 from conversations import selectors, services
@@ -51,7 +52,7 @@ class InboxPagination(KeysetPagination):
     ordering_field = "last_message_at"
 
 
-class WidgetSessionViewSet(viewsets.GenericViewSet):
+class WidgetSessionViewSet(GenericViewSet):
     """The visitor's conversations; what a token may see is `conversations.selectors`' rule."""
 
     authentication_classes = [ContactTokenAuthentication]

@@ -10,11 +10,12 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_safe
 from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
+from config.api import ViewSet
 from config.exceptions import NotFound
 from contacts.api.serializers import AuthenticateUserOutputSerializer
 from conversations.playground import selectors, services
@@ -77,7 +78,7 @@ class DemoModeOnly(BasePermission):
         return True
 
 
-class DemoBackendViewSet(viewsets.ViewSet):
+class DemoBackendViewSet(ViewSet):
     """A stand-in for a customer's backend, so the playground can show the verified model."""
 
     authentication_classes: list = []

@@ -2,8 +2,7 @@
 
 from dataclasses import dataclass
 
-from rest_framework import viewsets
-
+from config.api import GenericViewSet
 from config.exceptions import Forbidden, NotFound, Unauthenticated
 from identity.api.authentication import AgentJWTAuthentication, ApiKeyAuthentication
 from identity.models import Membership, Organization, User
@@ -48,7 +47,7 @@ def org_access_resolve(
     raise Unauthenticated()
 
 
-class OrgScopedViewSet(viewsets.GenericViewSet):
+class OrgScopedViewSet(GenericViewSet):
     """Base for every /api/v1/orgs/{org}/… viewset; `self.access` is set before the action runs.
 
     `required_scopes` maps an action to the API-key scope it needs (actions absent from it are not
@@ -61,11 +60,13 @@ class OrgScopedViewSet(viewsets.GenericViewSet):
     operator_only = False
     access: OrgAccess
 
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
+    def check_permissions(self, request):
+        # DRF's permission step: after authentication, before the body is read
+        # (config.api.StrictViewMixin), so another org's object is a 404 whatever the body.
+        super().check_permissions(request)
         self.access = org_access_resolve(
             principal=request.user,
-            org_id=kwargs["org_id"],
+            org_id=self.kwargs["org_id"],
             scope=self.required_scopes.get(self.action),
             operator_only=self.operator_only,
             # DRF leaves `action` unset for a method the viewset has no handler for, and names

@@ -1,9 +1,10 @@
 """GET /api/v1/orgs: the orgs the signed-in agent belongs to, with their role."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import serializers
 from rest_framework.response import Response
 
+from config.api import ViewSet
 from config.exceptions import Unauthenticated
 from identity.api.authentication import AgentJWTAuthentication
 from identity.models import Membership
@@ -16,7 +17,7 @@ class MembershipOutputSerializer(serializers.Serializer):
     role = serializers.CharField()
 
 
-class MyOrgsViewSet(viewsets.ViewSet):
+class MyOrgsViewSet(ViewSet):
     authentication_classes = [AgentJWTAuthentication]
     permission_classes: list = []
 

@@ -1,10 +1,11 @@
 """Agent authentication routes: /api/v1/auth/token, /refresh and /logout."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from config.api import ViewSet
 from config.http import client_ip
 from identity import services
 from identity.api.serializers import (
@@ -21,7 +22,7 @@ ERRORS = {
 }
 
 
-class AgentAuthViewSet(viewsets.ViewSet):
+class AgentAuthViewSet(ViewSet):
     """Email + password sign-in for agents, with rotating refresh tokens."""
 
     authentication_classes: list = []
