@@ -25,8 +25,10 @@ from identity import lockout, widget_cache
 from identity.models import ApiKey, AuditEvent, Membership, Organization, SigningSecret, User
 from identity.signals import membership_removed
 from identity.tokens import (
+    AGENT_TOKEN_CLAIM_ERRORS,
     CUSTOM_TOKEN_LEEWAY_SECONDS,
     InvalidPublicKeyError,
+    agent_token_claims_usable,
     api_key_new,
     secret_encrypt,
     signing_kid_new,
@@ -80,9 +82,12 @@ def agent_tokens_issue(*, user: User) -> dict[str, str]:
 
 def _refresh_token_load(raw: str) -> RefreshToken:
     try:
-        return RefreshToken(raw)
-    except TokenError as exc:
+        token = RefreshToken(raw)
+    except (TokenError, *AGENT_TOKEN_CLAIM_ERRORS) as exc:
         raise Unauthenticated() from exc
+    if not agent_token_claims_usable(token):
+        raise Unauthenticated()
+    return token
 
 
 @transaction.atomic

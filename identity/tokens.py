@@ -276,6 +276,31 @@ def demo_credential(secret_key: str, purpose: str, length: int = 24) -> str:
     return "".join(chars)
 
 
+# --- agent tokens (simplejwt signs and verifies them) ------------------------------------------
+
+# The errors simplejwt's token classes let through for a token whose signature is good but whose
+# claims are not what it writes: an `exp` past year 9999 (ValueError, OverflowError, OSError), a
+# claim it reads missing (KeyError) or of another type (TypeError).
+AGENT_TOKEN_CLAIM_ERRORS = (KeyError, TypeError, ValueError, OverflowError, OSError)
+_BIGINT_MAX = 2**63 - 1
+_DECIMAL_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def agent_token_claims_usable(payload) -> bool:
+    """Whether an agent token's payload holds what we look it up by, as simplejwt writes it: the
+    user's id as a decimal string (or, from older releases, an integer; never a bool, a list or
+    text) within the key's range, and a string `jti`. Only a token signed with our own key gets
+    here; one that fails is the 401 like any other bad token, rather than a 500 from a query it
+    would have broken.
+    """
+    user_id = payload.get("user_id")
+    if isinstance(user_id, str) and _DECIMAL_ID.fullmatch(user_id):
+        user_id = int(user_id)
+    return (
+        type(user_id) is int and 0 < user_id <= _BIGINT_MAX and isinstance(payload.get("jti"), str)
+    )
+
+
 # --- customer-signed tokens (SPEC §3.3): pinned algorithm, strict header, short lifetime --------
 
 CUSTOM_TOKEN_MAX_BYTES = 8 * 1024

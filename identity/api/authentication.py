@@ -9,6 +9,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken
 
 from config.exceptions import Unauthenticated
 from identity.selectors import api_key_principal
+from identity.tokens import AGENT_TOKEN_CLAIM_ERRORS, agent_token_claims_usable
 
 logger = logging.getLogger(__name__)
 
@@ -23,9 +24,12 @@ class AgentJWTAuthentication(JWTAuthentication):
 
     def get_validated_token(self, raw_token: bytes):
         try:
-            return super().get_validated_token(raw_token)
-        except UnicodeDecodeError as exc:
+            token = super().get_validated_token(raw_token)
+        except (UnicodeDecodeError, *AGENT_TOKEN_CLAIM_ERRORS) as exc:
             raise InvalidToken() from exc
+        if not agent_token_claims_usable(token):
+            raise InvalidToken()
+        return token
 
 
 def _query_carries_api_key(request) -> bool:
