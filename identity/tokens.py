@@ -459,6 +459,14 @@ def signing_public_key_load(pem: str, *, algorithm: str) -> RSAPublicKey | Ellip
             raise InvalidPublicKeyError(
                 f"RSA keys must be {RSA_MIN_BITS} to {RSA_MAX_BITS} bits, not {key.key_size}."
             )
+        # FIPS 186-5's bounds on the public numbers: no real key pair has an even modulus, and a
+        # small exponent is what signature-forgery attacks on lax verifiers need.
+        numbers = key.public_numbers()
+        if numbers.n % 2 == 0 or numbers.e % 2 == 0 or not 2**16 < numbers.e < 2**256:
+            raise InvalidPublicKeyError(
+                "RSA keys need an odd modulus and an odd public exponent above 65536 "
+                "(65537 is the usual one)."
+            )
         return key
     if algorithm == "ES256":
         if not isinstance(key, EllipticCurvePublicKey) or not isinstance(key.curve, SECP256R1):

@@ -208,6 +208,39 @@ def test_a_public_key_of_the_wrong_type_or_size_is_400(
     assert SigningSecret.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("exponent", "modulus_plus"),
+    [(3, 0), (65535, 0), (2**256 + 1, 0), (65537, 1)],
+    ids=["e=3", "e=65535", "e-over-2^256", "even-modulus"],
+)
+def test_an_rsa_key_outside_fips_bounds_is_400(
+    operator_client, org, rsa_key, exponent, modulus_plus
+):
+    # given: a 2048-bit public key with an exponent or a modulus no sound key pair has
+    modulus = rsa_key.public_key().public_numbers().n + modulus_plus
+    unsound = rsa.RSAPublicNumbers(exponent, modulus).public_key()
+    pem = unsound.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+    # when
+    response = operator_client.post(
+        secrets_url(org), {"algorithm": "RS256", "public_key": pem}, format="json"
+    )
+
+    # then
+    assert response.status_code == 400
+    assert response.json() == invalid(
+        {
+            "public_key": [
+                "RSA keys need an odd modulus and an odd public exponent above 65536 "
+                "(65537 is the usual one)."
+            ]
+        }
+    )
+    assert SigningSecret.objects.count() == 0
+
+
 @pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
 def test_a_private_key_is_refused(operator_client, org, rsa_key, ec_key, algorithm):
     key = rsa_key if algorithm == "RS256" else ec_key
