@@ -760,10 +760,16 @@ class MembershipAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
     ordering = ("org__name", "user__email")
 
     def get_fields(self, request, obj=None):
-        return ("user", "org", "role") if obj else ("email", "org", "role")
+        return ("member", "org", "role") if obj else ("email", "org", "role")
 
     def get_readonly_fields(self, request, obj=None):
-        return ("user", "org") if obj else ()
+        return ("member", "org") if obj else ()
+
+    @admin.display(description="user")
+    def member(self, obj):
+        # The email as text: Django would link a read-only user to the users' pages, which only
+        # superusers may open (an operator's click was a 403).
+        return obj.user.email
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form_class = super().get_form(request, obj, change=change, **kwargs)

@@ -850,6 +850,24 @@ def test_a_changed_membership_keeps_its_user_and_org(operator_admin, operator_us
     assert (membership.org, membership.user, membership.role) == (org, operator_user, "admin")
 
 
+def test_a_membership_page_names_its_user_without_a_link_an_operator_cannot_follow(
+    operator_admin, operator_user, org
+):
+    # given: a colleague's membership, and the users' pages, which are for superusers only
+    colleague = MembershipFactory(org=org, role="agent")
+    assert (
+        operator_admin.get(f"/admin/identity/user/{colleague.user.pk}/change/").status_code == 403
+    )
+
+    # when
+    page = operator_admin.get(f"/admin/identity/membership/{colleague.pk}/change/")
+
+    # then: the user's email is there, and no link to their page
+    assert page.status_code == 200
+    assert colleague.user.email in page.content.decode()
+    assert "/admin/identity/user/" not in page.content.decode()
+
+
 def test_plain_agents_cannot_manage_memberships_or_users(agent_admin):
     assert agent_admin.get("/admin/identity/membership/").status_code == 403
     assert agent_admin.get("/admin/identity/user/").status_code == 403
