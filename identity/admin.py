@@ -802,11 +802,13 @@ class MembershipAdmin(OrgScopedAdminMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         user = obj.user if change else form.cleaned_data["email"]
-        saved = services.membership_set(user=user, org=obj.org, role=obj.role)
+        saved = services.membership_set(
+            user=user, org=obj.org, role=obj.role, actor_user=request.user, ip=client_ip(request)
+        )
         obj.pk, obj.user, obj.created_at = saved.pk, saved.user, saved.created_at
 
     def delete_model(self, request, obj):
-        services.membership_remove(membership=obj)
+        services.membership_remove(membership=obj, actor_user=request.user, ip=client_ip(request))
 
     def changeform_view(self, request, *args, **kwargs):
         try:

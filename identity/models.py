@@ -269,6 +269,8 @@ class AuditEvent(models.Model):
         SIGNIN_LOCKED_OUT = "signin.locked_out", "Sign-in locked out"
         CONTACT_EXPORTED = "contact.exported", "Contact exported"
         CONTACT_ERASED = "contact.erased", "Contact erased"
+        MEMBERSHIP_SET = "membership.set", "Member added or role changed"
+        MEMBERSHIP_REMOVED = "membership.removed", "Member removed"
 
     # Null only for sign-in lockouts: a failed sign-in belongs to no org.
     org = models.ForeignKey(
@@ -305,6 +307,8 @@ class AuditEvent(models.Model):
                         "signin.locked_out",
                         "contact.exported",
                         "contact.erased",
+                        "membership.set",
+                        "membership.removed",
                     ]
                 ),
                 name="auditevent_action_valid",

@@ -174,11 +174,15 @@ def org_owner_ids(*, org_id, lock: bool = False) -> set:
 
 
 @transaction.atomic
-def membership_set(*, user: User, org: Organization, role: str) -> Membership:
+def membership_set(
+    *, user: User, org: Organization, role: str, actor_user: User | None = None, ip: str = ""
+) -> Membership:
     """Give `user` `role` in `org`. Members are staff (SPEC §6): a new account the admin created
     without "staff" becomes staff here, or its membership would give it nothing.
 
-    Raises LastOwner, and writes nothing, when this would demote the org's last owner.
+    Raises LastOwner, and writes nothing, when this would demote the org's last owner. A new
+    member or a changed role is audited (the user's id, the role before and after); setting
+    the role a member already has changes and records nothing.
     """
     owners = org_owner_ids(org_id=org.pk, lock=True)
     if role != Membership.Role.OWNER and owners == {user.pk}:
@@ -186,21 +190,43 @@ def membership_set(*, user: User, org: Organization, role: str) -> Membership:
     if not user.is_staff:
         user.is_staff = True
         user.save(update_fields=["is_staff"])
+    before = Membership.objects.filter(user=user, org=org).values_list("role", flat=True).first()
     membership, _ = Membership.objects.update_or_create(user=user, org=org, defaults={"role": role})
+    if before != role:
+        audit_record(
+            org=org,
+            action=AuditEvent.Action.MEMBERSHIP_SET,
+            actor_user=actor_user,
+            target=str(user.pk),
+            ip=ip,
+            details={"role": role, "previous_role": before},
+        )
     return membership
 
 
 @transaction.atomic
-def membership_remove(*, membership: Membership) -> None:
+def membership_remove(
+    *, membership: Membership, actor_user: User | None = None, ip: str = ""
+) -> None:
     """Take a member out of their org; one already gone is done.
 
     Raises LastOwner, and removes nothing, when `membership` is the org's last owner. Sends
     `membership_removed` inside the transaction, after the delete: the conversations app
     unassigns the member's open conversations there, and a receiver's failure removes nothing.
+    The removal is audited (the user's id and the role they had).
     """
     if org_owner_ids(org_id=membership.org_id, lock=True) == {membership.user_id}:
         raise LastOwner()
-    Membership.objects.filter(pk=membership.pk).delete()
+    deleted, _ = Membership.objects.filter(pk=membership.pk).delete()
+    if deleted:
+        audit_record(
+            org=membership.org,
+            action=AuditEvent.Action.MEMBERSHIP_REMOVED,
+            actor_user=actor_user,
+            target=str(membership.user_id),
+            ip=ip,
+            details={"previous_role": membership.role},
+        )
     membership_removed.send(sender=Membership, org_id=membership.org_id, user_id=membership.user_id)
 
 

@@ -10,7 +10,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from identity import services
-from identity.models import ApiKey, AuditEvent, SigningSecret
+from identity.models import ApiKey, AuditEvent, Membership, SigningSecret
 from tests.conftest import PASSWORD
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
@@ -216,6 +216,53 @@ def test_a_sign_in_lockout_is_recorded_without_org_or_email(settings, org, agent
     assert event.target.startswith("lockout:acct:")
     assert agent_user.email not in audit_rows()
     assert agent_user.email.split("@")[0] not in audit_rows()
+
+
+def test_membership_changes_in_the_admin_are_recorded_by_user_id_without_email(org, operator_user):
+    # given: an operator in the admin, and a newcomer
+    admin = admin_client(operator_user)
+    newcomer = UserFactory()
+    memberships = "/admin/identity/membership/"
+
+    # when: the newcomer is added as an agent, made an admin, saved unchanged, then removed
+    added = admin.post(
+        f"{memberships}add/",
+        {"email": newcomer.email, "org": str(org.pk), "role": "agent"},
+        REMOTE_ADDR="203.0.113.7",
+    )
+    membership = Membership.objects.get(user=newcomer, org=org)
+    changed = admin.post(f"{memberships}{membership.pk}/change/", {"role": "admin"})
+    unchanged = admin.post(f"{memberships}{membership.pk}/change/", {"role": "admin"})
+    removed = admin.post(f"{memberships}{membership.pk}/delete/", {"post": "yes"})
+
+    # then: three events, oldest first; nothing for the save that changed nothing
+    assert [added.status_code, changed.status_code, unchanged.status_code] == [302, 302, 302]
+    assert removed.status_code == 302
+    events = AuditEvent.objects.filter(action__startswith="membership.").order_by("pk")
+    target = str(newcomer.pk)
+    assert [summary(event) for event in events] == [
+        (org.pk, "membership.set", operator_user.pk, None, target, "203.0.113.7",
+         {"role": "agent", "previous_role": None}),
+        (org.pk, "membership.set", operator_user.pk, None, target, "127.0.0.1",
+         {"role": "admin", "previous_role": "agent"}),
+        (org.pk, "membership.removed", operator_user.pk, None, target, "127.0.0.1",
+         {"previous_role": "admin"}),
+    ]  # fmt: skip
+    assert newcomer.email not in audit_rows()
+
+
+def test_a_refused_membership_change_records_nothing(org, operator_user):
+    # given: the org's only owner
+    membership = Membership.objects.get(user=operator_user, org=org)
+
+    # when: they try to demote themselves
+    response = admin_client(operator_user).post(
+        f"/admin/identity/membership/{membership.pk}/change/", {"role": "agent"}
+    )
+
+    # then
+    assert response.status_code == 200
+    assert not AuditEvent.objects.filter(action__startswith="membership.").exists()
 
 
 def test_a_failed_change_records_nothing(org, operator_client, agent_client):
