@@ -195,6 +195,15 @@ def test_a_lockout_limit_or_window_below_one_is_refused_at_startup(variable, val
     assert message == f"{variable} must be at least 1: it is {value}."
 
 
+@pytest.mark.parametrize("value", ["59", "0", "-43200"])
+def test_a_session_shorter_than_a_minute_is_refused_at_startup(value):
+    # when
+    message = refused({"SESSION_COOKIE_AGE": value})
+
+    # then
+    assert message == f"SESSION_COOKIE_AGE must be at least 60: it is {value}."
+
+
 THROTTLE_VARIABLES = [
     "THROTTLE_AGENT_SIGNIN_IP",
     "THROTTLE_ANONYMOUS_MINT_IP",

@@ -78,6 +78,16 @@ def test_console_pages_redirect_anonymous_visitors_to_sign_in(client, path):
     assert response["Location"].startswith("/console/login?next=/console/")
 
 
+def test_a_console_sign_in_lasts_a_working_day(client, agent_user, settings):
+    # when
+    client.post("/console/login", {"username": agent_user.email, "password": PASSWORD})
+
+    # then: the session cookie and the stored session both end after twelve hours
+    assert settings.SESSION_COOKIE_AGE == 12 * 60 * 60
+    assert client.cookies["sessionid"]["max-age"] == 12 * 60 * 60
+    assert client.session.get_expiry_age() == 12 * 60 * 60
+
+
 def test_agent_signs_in_with_email_and_password(client, agent_user):
     # when
     response = client.post(
