@@ -190,8 +190,14 @@ def membership_set(
     if not user.is_staff:
         user.is_staff = True
         user.save(update_fields=["is_staff"])
-    before = Membership.objects.filter(user=user, org=org).values_list("role", flat=True).first()
-    membership, _ = Membership.objects.update_or_create(user=user, org=org, defaults={"role": role})
+    # Read once: the org row's lock (above) makes membership writes in this org take turns.
+    membership = Membership.objects.filter(user=user, org=org).first()
+    before = membership.role if membership else None
+    if membership is None:
+        membership = Membership.objects.create(user=user, org=org, role=role)
+    elif before != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
     if before != role:
         audit_record(
             org=org,
