@@ -14,12 +14,14 @@ from contacts.models import Contact, Device
 from conversations.models import Conversation, Message
 from identity.models import Organization
 from tests.conversations.conftest import contact_with_trust, visitor_for
+from tests.conversations.test_agent_api import base
 from tests.factories import ConversationFactory
+from tests.test_errors import post_raw
 
 pytestmark = pytest.mark.django_db
 
-MALFORMED = ("application/json", b'{"oops')
-NOT_JSON = ("text/plain", b"hello")
+MALFORMED = (b'{"oops', "application/json")
+NOT_JSON = (b"hello", "text/plain")
 PARSE_ERROR = {
     "error": {
         "code": "parse_error",
@@ -50,15 +52,6 @@ def test_every_drf_view_in_the_urlconf_reads_the_body_first_and_keeps_allow_hone
     assert [route for route, cls in routes if not issubclass(cls, StrictViewMixin)] == []
 
 
-def org_url(org) -> str:
-    return f"/api/v1/orgs/{org.id}"
-
-
-def post(client, path, body):
-    content_type, data = body
-    return client.generic("POST", path, data, content_type=content_type)
-
-
 @pytest.mark.parametrize(
     ("body", "status", "error"),
     [
@@ -83,7 +76,7 @@ def test_closing_a_conversation_with_a_bad_body_is_refused_and_closes_nothing(
     conversation = ConversationFactory(contact=contact_with_trust(org, Contact.Trust.ANONYMOUS))
 
     # when: an agent closes it, sending a body that is no JSON object
-    response = post(agent_client, f"{org_url(org)}/conversations/{conversation.id}/close", body)
+    response = post_raw(agent_client, f"{base(org)}/conversations/{conversation.id}/close", *body)
 
     # then: refused as any other route refuses that body, and the conversation is still open
     assert response.status_code == status
@@ -102,7 +95,7 @@ def test_rotating_the_widget_token_with_a_bad_body_is_refused_and_rotates_nothin
     before = org.widget_token
 
     # when
-    response = post(operator_client, f"{org_url(org)}/widget-settings/rotate-token", body)
+    response = post_raw(operator_client, f"{base(org)}/widget-settings/rotate-token", *body)
 
     # then
     assert response.status_code == status
@@ -114,7 +107,7 @@ def test_a_widget_logout_with_a_bad_body_is_refused_and_the_token_still_works(or
     visitor = visitor_for(contact_with_trust(org, Contact.Trust.NON_VERIFIED))
 
     # when
-    response = post(visitor.client, "/widget/logout", MALFORMED)
+    response = post_raw(visitor.client, "/widget/logout", *MALFORMED)
 
     # then
     assert response.status_code == 400
@@ -143,7 +136,9 @@ def test_another_orgs_conversation_with_a_bad_body_is_the_404_not_the_400(
     theirs = ConversationFactory(contact=contact_with_trust(other_org, Contact.Trust.ANONYMOUS))
 
     # when
-    response = post(agent_client, f"{org_url(other_org)}/conversations/{theirs.id}/close", NOT_JSON)
+    response = post_raw(
+        agent_client, f"{base(other_org)}/conversations/{theirs.id}/close", *NOT_JSON
+    )
 
     # then: the body tells nothing apart; the org check comes first
     assert response.status_code == 404
@@ -161,7 +156,7 @@ def test_a_method_the_route_does_not_take_is_the_405_whatever_its_body(client):
 
 def test_an_unauthenticated_request_with_a_bad_body_is_the_401(org):
     # when: no credentials, and a malformed body
-    response = post(APIClient(), f"{org_url(org)}/conversations", MALFORMED)
+    response = post_raw(APIClient(), f"{base(org)}/conversations", *MALFORMED)
 
     # then
     assert response.status_code == 401
