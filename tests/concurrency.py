@@ -7,10 +7,19 @@ from django.db import connection, connections, transaction
 
 
 def lock_waiters() -> int:
-    """How many lock requests are waiting on the server right now."""
+    """How many lock requests of this test's database are waiting right now.
+
+    Only this database's: each pytest-xdist worker has its own, and the other worker's waits
+    on the same server were counted too (a CI run saw 2 where this test made 1).
+    """
     with connection.cursor() as cursor:
-        # pg_locks, not pg_stat_activity, which a transaction sees as of its first look
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        # A transaction reads pg_stat_activity as of its first look unless told to look again;
+        # pg_locks itself is read afresh every time.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE NOT l.granted AND a.datname = current_database()"
+        )
         return cursor.fetchone()[0]
 
 
