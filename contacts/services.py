@@ -186,6 +186,13 @@ def _issued(*, org: Organization, contact: Contact, device: Device) -> IssuedTok
     return IssuedToken(token=token, expires_at=expires_at, contact=contact, device=device)
 
 
+def custom_data_merge(stored: dict, changes: dict) -> dict:
+    """Stored custom data with a sign-in's changes applied: top-level keys replace, and a key sent
+    as null is removed (a shallow JSON merge patch, RFC 7396 at the top level only)."""
+    merged = {**stored, **changes}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
 def _browser_details_apply(
     contact: Contact,
     *,
@@ -205,7 +212,7 @@ def _browser_details_apply(
     if email:
         contact.email = email
     if custom_data:
-        merged = {**contact.non_verified_custom_data, **custom_data}
+        merged = custom_data_merge(contact.non_verified_custom_data, custom_data)
         if check_custom_data(merged):
             raise CustomDataTooLarge()
         contact.non_verified_custom_data = merged
@@ -414,7 +421,7 @@ def _verified_upsert(
     if profile.http_action_overrides is not None:
         contact.http_action_overrides = profile.http_action_overrides
     if profile.custom_data:
-        merged = {**contact.custom_data, **profile.custom_data}
+        merged = custom_data_merge(contact.custom_data, profile.custom_data)
         if check_custom_data(merged):
             raise CustomDataTooLarge()
         contact.custom_data = merged

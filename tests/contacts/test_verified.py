@@ -150,6 +150,47 @@ def test_an_email_held_by_another_user_id_is_a_409_and_writes_nothing(org):
     assert Contact.objects.get().user_id == before.user_id
 
 
+def test_a_contact_known_only_by_email_is_claimed_by_the_first_user_id(org):
+    # given: the customer's backend first sent no ids (decisions.md)
+    client = backend(key_for(org))
+    first = authenticate(client, {"email": "a@shop.test"}).json()
+
+    # when: it starts sending them
+    second = authenticate(client, {"email": "a@shop.test", "user_id": "u1"})
+
+    # then: the same contact, now with the id; another id is then a conflict
+    assert second.status_code == 201
+    assert second.json()["contact"] == first["contact"]
+    assert Contact.objects.get().user_id == "u1"
+    assert authenticate(client, {"email": "a@shop.test", "user_id": "u2"}).status_code == 409
+
+
+def test_a_user_ids_move_onto_an_email_another_contact_holds_is_a_409_and_writes_nothing(org):
+    # given: one customer known by id, another only by email
+    client = backend(key_for(org))
+    authenticate(client, {"email": "one@shop.test", "user_id": "u1"})
+    authenticate(client, {"email": "two@shop.test"})
+    before = list(Contact.objects.order_by("pk").values())
+
+    # when: u1 claims the second customer's email
+    response = authenticate(client, {"email": "two@shop.test", "user_id": "u1"})
+
+    # then
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "identity_conflict"
+    assert list(Contact.objects.order_by("pk").values()) == before
+    assert Device.objects.count() == 2
+
+
+def test_a_custom_data_key_sent_as_null_is_removed(org):
+    client = backend(key_for(org))
+    authenticate(client, {"email": "a@shop.test", "customData": {"a": 1, "b": 1}})
+
+    authenticate(client, {"email": "a@shop.test", "customData": {"a": None}})
+
+    assert Contact.objects.get().custom_data == {"b": 1}
+
+
 def test_an_unverified_visitor_with_the_same_email_is_never_merged(org):
     # given: a visitor typed the email first
     visitor = mint(widget_client(org), {"email": "vip@shop.test"}).json()

@@ -340,6 +340,40 @@ def test_reuse_upgrades_anonymous_to_non_verified_and_merges_custom_data(widget)
     assert contact.non_verified_custom_data == {"a": 1, "b": 2}
 
 
+def test_reuse_removes_a_custom_data_key_sent_as_null(widget):
+    # given
+    first = mint(widget, {"customData": {"a": 1, "b": 1}}).json()
+
+    # when: decisions.md, "customData merges shallowly": null removes the key
+    mint(widget, {"customData": {"a": None, "c": 3}}, token=first["token"])
+
+    # then
+    assert Contact.objects.get().non_verified_custom_data == {"b": 1, "c": 3}
+
+
+def test_a_first_visits_null_custom_data_keys_are_not_stored(widget):
+    mint(widget, {"name": "Jo", "customData": {"a": None, "b": 2}})
+
+    assert Contact.objects.get().non_verified_custom_data == {"b": 2}
+
+
+def test_reuse_whose_custom_data_would_overflow_once_merged_is_a_400_and_writes_nothing(widget):
+    # given: two halves, each under 16 KiB alone, over it together
+    first = mint(widget, {"name": "Jo", "customData": {"a": "x" * 9000}}).json()
+    before = Contact.objects.values().get()
+
+    # when
+    response = mint(
+        widget, {"name": "Someone else", "customData": {"b": "y" * 9000}}, token=first["token"]
+    )
+
+    # then
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "custom_data_too_large"
+    assert Contact.objects.values().get() == before
+    assert Device.objects.count() == 1
+
+
 def test_a_returning_browser_moves_last_seen_at_at_most_once_a_minute(widget):
     # given: a first visit, then a return within the minute
     first = mint(widget).json()
@@ -491,6 +525,8 @@ def _forged(token: str) -> str:
         "unknown device",
         "trust claim says verified",
         "basic scheme",
+        "token not in ASCII",
+        "three words",
     ],
 )
 def test_hostile_contact_tokens_all_get_the_same_401(org, agent_user, api_client, kind):
@@ -551,11 +587,15 @@ def test_hostile_contact_tokens_all_get_the_same_401(org, agent_user, api_client
         "trust claim says verified": contact_token_mint(
             **common, org_id=str(org.id), trust="verified"
         )[0],
-        "basic scheme": None,
     }
-    client = widget_client(org, tokens[kind])
-    if kind == "basic scheme":
-        client.credentials(HTTP_AUTHORIZATION="Basic dXNlcjpwYXNz")
+    whole_headers = {
+        "basic scheme": "Basic dXNlcjpwYXNz",
+        "token not in ASCII": f"Bearer {good[:-1]}\u00e9",
+        "three words": f"Bearer {good} {good}",
+    }
+    client = widget_client(org, tokens.get(kind))
+    if kind in whole_headers:
+        client.credentials(HTTP_AUTHORIZATION=whole_headers[kind])
 
     # when
     response = client.get("/widget/me")
@@ -564,6 +604,21 @@ def test_hostile_contact_tokens_all_get_the_same_401(org, agent_user, api_client
     assert response.status_code == 401
     assert response.json() == UNAUTHENTICATED
     assert response["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize("header", ["Bearer t\u00f6k\u00e9n", "Bearer a b", "Basic dXNlcjpwYXNz"])
+def test_a_mint_with_a_malformed_authorization_header_mints_a_fresh_identity(widget, header):
+    # given: a browser that already has an identity
+    mint(widget)
+
+    # when: its header is malformed, reuse is best effort
+    response = widget.post(
+        "/widget/contacts/unverified", {}, format="json", HTTP_AUTHORIZATION=header
+    )
+
+    # then
+    assert response.status_code == 201
+    assert Contact.objects.count() == 2
 
 
 def test_a_token_needs_the_matching_widget_token(org):
