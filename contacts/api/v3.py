@@ -117,7 +117,7 @@ class TiledeskAuthViewSet(ViewSet):
         detail=False,
         methods=["post"],
         url_path="signinWithCustomToken",
-        throttle_classes=[CustomTokenIpThrottle],
+        throttle_classes=[],  # the exchange's own, below: a resume is not counted
     )
     def signin_with_custom_token(self, request):
         token = bearer_token(request)
@@ -127,6 +127,12 @@ class TiledeskAuthViewSet(ViewSet):
         if resumed is not None:
             self.cors_org = resumed.org
             return Response(TiledeskCustomTokenOutputSerializer(_resumed(resumed, token)).data)
+        # Tiledesk's widget resumes its stored token here on every page load, so resumes are no
+        # more limited than GET /widget/me; only exchanges of customer-signed tokens (and tokens
+        # that verify as neither) count against the per-IP rate.
+        throttle = CustomTokenIpThrottle()
+        if not throttle.allow_request(request, self):
+            self.throttled(request, throttle.wait())
         issued, claims = services.contact_custom_token_sign_in(
             token=token, user_agent=request.META.get("HTTP_USER_AGENT", "")
         )

@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from contacts.api.throttles import CustomTokenIpThrottle
 from contacts.models import Contact, Device
 from identity.services import api_key_create, signing_secret_create_shared
 from tests.contacts.conftest import widget_client
@@ -208,3 +209,46 @@ def test_tokens_of_ours_that_fail_get_the_uniform_401_and_write_nothing(org, kin
     assert response.status_code == 401
     assert response.json() == UNAUTHENTICATED_V3
     assert rows() == before
+
+
+@pytest.fixture
+def custom_token_rate(monkeypatch):
+    monkeypatch.setattr(CustomTokenIpThrottle, "rate", "2/min", raising=False)
+
+
+def test_resumes_are_not_counted_against_the_custom_token_rate(org, custom_token_rate):
+    # given: Tiledesk's widget resumes on every page load
+    token = anonymous_sign_in(org)["token"].removeprefix("JWT ")
+
+    # when
+    statuses = [resume(token).status_code for _ in range(5)]
+
+    # then
+    assert statuses == [200] * 5
+
+
+def test_exchanges_and_failed_tokens_are_limited_per_ip_and_the_refused_one_writes_nothing(
+    org, custom_token_rate
+):
+    # given: a resumed session in between does not count
+    issued = signing_secret_create_shared(org=org, created_by=None)
+    token = anonymous_sign_in(org)["token"].removeprefix("JWT ")
+
+    def exchange():
+        return resume(custom_token(org, issued.secret, issued.signing_secret.kid))
+
+    assert exchange().status_code == 200
+    assert resume("not.a.token").status_code == 401
+    assert resume(token).status_code == 200
+    before = rows()
+
+    # when
+    response = exchange()
+
+    # then
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "throttled"
+    assert response.json()["success"] is False
+    assert "Retry-After" in response
+    assert rows() == before
+    assert resume(token).status_code == 200
