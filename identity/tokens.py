@@ -123,6 +123,8 @@ def secret_decrypt(ciphertext: str, *, encryption_key: str) -> str:
 # --- contact tokens: our own JWTs for widget visitors --------------------------------------
 
 CONTACT_TOKEN_TYP = "contact+jwt"  # noqa: S105 - a JOSE type name, not a credential
+# The trust levels a contact token's `trust` claim may name (contacts.models.Contact.Trust).
+CONTACT_TOKEN_TRUST_LEVELS = frozenset({"anonymous", "non_verified", "verified"})
 CONTACT_TOKEN_ALGORITHM = "HS256"  # noqa: S105
 _CONTACT_CLAIMS = ("iss", "aud", "sub", "did", "trust", "iat", "exp", "jti")
 _CONTACT_JWT = jwt.PyJWT()
@@ -236,14 +238,22 @@ def _contact_token_verified(
         raise InvalidTokenError("wrong kind")
     if not all(isinstance(payload[c], str) for c in ("aud", "sub", "did", "trust", "jti")):
         raise InvalidTokenError("malformed claims")
+    if payload["trust"] not in CONTACT_TOKEN_TRUST_LEVELS:
+        raise InvalidTokenError("malformed claims")
+    try:
+        # PyJWT takes any number; one past year 9999 (or the platform's time_t) is no date.
+        issued_at = datetime.fromtimestamp(payload["iat"], UTC)
+        expires_at = datetime.fromtimestamp(payload["exp"], UTC)
+    except (OverflowError, ValueError, OSError) as exc:
+        raise InvalidTokenError("malformed claims") from exc
     return ContactClaims(
         org_id=payload["aud"],
         contact_id=payload["sub"],
         device_id=payload["did"],
         trust=payload["trust"],
         jti=payload["jti"],
-        issued_at=datetime.fromtimestamp(payload["iat"], UTC),
-        expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+        issued_at=issued_at,
+        expires_at=expires_at,
     )
 
 

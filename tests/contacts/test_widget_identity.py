@@ -19,7 +19,7 @@ from contacts.models import Contact, Device
 from contacts.services import LAST_SEEN_RESOLUTION, contact_token_issue
 from identity import widget_cache
 from identity.selectors import organization_for_widget_token
-from identity.tokens import contact_token_mint
+from identity.tokens import CONTACT_TOKEN_TRUST_LEVELS, contact_token_mint
 from identity.widget_cache import widget_config_cache_key
 from tests.conftest import PASSWORD
 from tests.contacts.conftest import mint, widget_client
@@ -730,3 +730,43 @@ def test_the_cache_is_redis_when_redis_url_is_set():
     assert settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache"
     cache.set("redis-probe", "here", timeout=10)
     assert get_redis_connection("default").exists(cache.client.make_key("redis-probe"))
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": 10**13},
+        {"exp": 1e300},
+        {"iat": 10**13 - 1, "exp": 10**13},
+        {"sub": "not-a-uuid"},
+        {"did": "not-a-uuid"},
+        {"aud": 42},
+        {"trust": "root"},
+        {"jti": ["x"]},
+    ],
+    ids=repr,
+)
+def test_odd_claims_signed_with_our_key_are_the_401_on_every_contact_route(widget, org, claims):
+    # given: a token only a holder of the contact key could make (decisions.md, as for agent tokens)
+    good = mint(widget).json()["token"]
+    payload = {**jwt.decode(good, options={"verify_signature": False}), **claims}
+    odd = jwt.encode(
+        payload, settings.CONTACT_TOKEN_KEY, "HS256", headers=jwt.get_unverified_header(good)
+    )
+    known = {str(pk) for pk in Contact.objects.values_list("pk", flat=True)}
+
+    # when
+    me = widget_client(org, odd).get("/widget/me")
+    reuse = mint(widget, {"name": "Jo"}, token=odd)
+    resume = widget.post("/v3/auth/signinWithCustomToken", HTTP_AUTHORIZATION=f"JWT {odd}")
+
+    # then: refused, or ignored by the best-effort reuse (a fresh identity); never a 500
+    assert me.status_code == 401
+    assert me.json() == UNAUTHENTICATED
+    assert reuse.status_code == 201
+    assert reuse.json()["contact"]["id"] not in known
+    assert resume.status_code == 401
+
+
+def test_the_trust_levels_a_token_may_name_are_the_contacts():
+    assert set(Contact.Trust.values) == CONTACT_TOKEN_TRUST_LEVELS
