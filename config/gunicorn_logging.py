@@ -7,30 +7,10 @@ with its URI. Those lines never reach Django's logging, which holds no header or
 """
 
 import logging
-import re
 
 from gunicorn.glogging import Logger
 
-REDACTED = "[redacted]"
-# An API key, a JWT (a contact, agent or customer-signed token), and whatever follows an
-# authorization scheme or a query-string credential.
-_CREDENTIALS = re.compile(
-    r"csk_[A-Za-z0-9_\-]+"
-    r"|eyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]*)?"
-    r"|(?i:(?:bearer|jwt|basic)\s+)[^\s'\"]+"
-    r"|(?i:(?:token|key|secret|password)=)[^\s&'\"]+"
-)
-
-
-def redact(text: str) -> str:
-    """`text` with every credential-shaped part replaced by [redacted]."""
-    return _CREDENTIALS.sub(_redacted, text)
-
-
-def _redacted(found: re.Match) -> str:
-    # The scheme or parameter name stays, so the line still says what kind of thing was cut.
-    kept = re.match(r"(?i)(?:bearer|jwt|basic)\s+|(?:token|key|secret|password)=", found.group(0))
-    return (kept.group(0) if kept else "") + REDACTED
+from config.redaction import redact
 
 
 class RedactingFilter(logging.Filter):

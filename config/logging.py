@@ -4,6 +4,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from config.redaction import redact_path
 from config.request_id import request_id_get
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
@@ -38,6 +39,12 @@ def _request_id_of(record: logging.LogRecord) -> str | None:
     )
 
 
+def _message_of(record: logging.LogRecord) -> str:
+    message = record.getMessage()
+    # Django's own 5xx records quote the request's path ("Internal Server Error: /…").
+    return redact_path(message) if record.name == "django.request" else message
+
+
 class JsonFormatter(logging.Formatter):
     """`{"timestamp", "level", "logger", "message", "request_id", …extra}` on one line."""
 
@@ -48,7 +55,7 @@ class JsonFormatter(logging.Formatter):
             .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _message_of(record),
             "request_id": _request_id_of(record),
         }
         for key, value in record.__dict__.items():

@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from django.utils.functional import LazyObject, empty
 
 from config.http import client_ip
+from config.redaction import redact_path
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Anything else (long, spaces, quotes, newlines) could forge or break log lines: replaced.
@@ -38,8 +39,8 @@ class RequestIdMiddleware:
     """First in MIDDLEWARE: sets the id, answers it on every response, logs the request once.
 
     The access record holds the method, the path without its query string (where careless
-    clients put keys), the status, the duration, the client IP and the org when known. Never
-    headers or bodies.
+    clients put keys) and with anything credential-shaped in it cut out, the status, the
+    duration, the client IP and the org when known. Never headers or bodies.
     """
 
     def __init__(self, get_response):
@@ -61,16 +62,17 @@ class RequestIdMiddleware:
     def _log(self, request, response, *, duration: float) -> None:
         status = response.status_code
         duration_ms = round(duration * 1000, 1)
+        path = redact_path(request.path)
         access_logger.log(
             logging.ERROR if status >= 500 else logging.INFO,
             "%s %s %s %sms",
             request.method,
-            request.path,
+            path,
             status,
             duration_ms,
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": path,
                 "status": status,
                 "duration_ms": duration_ms,
                 "client_ip": client_ip(request),

@@ -11,6 +11,7 @@ from pathlib import Path
 import jwt
 import pytest
 from django.conf import settings
+from django.test import override_settings
 from django.urls import path
 from gunicorn.config import Config
 from rest_framework.test import APIClient
@@ -267,7 +268,7 @@ def crash(request):
     raise RuntimeError("boom")
 
 
-urlpatterns = [path("boom", crash)]
+urlpatterns = [path("boom", crash), path("boom/<str:anything>", crash)]
 
 
 @pytest.mark.urls("tests.test_logging")
@@ -283,6 +284,38 @@ def test_a_server_error_carries_the_request_id_and_logs_at_error(caplog):
     assert response.status_code == 500
     assert response["X-Request-ID"] == "trace-500"
     assert [r.levelno for r in access_records(caplog)] == [logging.ERROR]
+
+
+PATH_KEY = "csk_4357306433524851_6AqYxz4IYpQWqa27UHmHZUjaLseu0VwsQKRZgVWC"
+PATH_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize("credential", [PATH_KEY, PATH_JWT, f"token={PATH_KEY}"])
+def test_a_credential_in_the_path_never_reaches_a_record(caplog, org, credential):
+    # given: careless clients put keys and tokens in the path, not only the query
+    caplog.set_level(logging.INFO)
+    client = APIClient(raise_request_exception=False, HTTP_X_WIDGET_TOKEN=org.widget_token)
+
+    # when: a 404 (the access record) and a 500 (Django's own record too)
+    client.post("/widget/authenticate-user/" + credential)
+    client.get("/widget/me/" + credential)
+    with override_settings(ROOT_URLCONF="tests.test_logging"):
+        client.get("/boom/" + credential)
+
+    # then
+    formatted = [JsonFormatter().format(r) for r in caplog.records]
+    assert len(access_records(caplog)) == 3
+    assert any("[redacted]" in line for line in formatted)
+    assert not [line for line in formatted if PATH_KEY in line or PATH_JWT in line]
+
+
+def test_a_path_without_a_credential_is_logged_as_it_is(caplog):
+    caplog.set_level(logging.INFO)
+
+    APIClient().get("/widget/sessions/0b6f4c1e-1234-4a5b-8c9d-0123456789ab/messages")
+
+    [record] = access_records(caplog)
+    assert record.path == "/widget/sessions/0b6f4c1e-1234-4a5b-8c9d-0123456789ab/messages"
 
 
 def test_djangos_own_response_records_carry_the_request_id(caplog, api_client):
