@@ -4,6 +4,8 @@ import json
 
 import pytest
 from django.db import connection
+from django.db.migrations.recorder import MigrationRecorder
+from django.test.utils import CaptureQueriesContext
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError
@@ -11,6 +13,7 @@ from rest_framework.exceptions import PermissionDenied
 
 from config.exceptions import exception_handler
 from config.parsers import json_loads_strict
+from config.views import ReadyzView
 
 pytestmark = pytest.mark.django_db
 
@@ -235,6 +238,51 @@ def test_the_probes_answer_head_as_load_balancers_send_it(client, path):
 
     assert response.status_code == 200
     assert response.content == b""
+
+
+@pytest.fixture
+def readyz_fresh(monkeypatch):
+    """A process that has not yet found its schema current."""
+    monkeypatch.setattr(ReadyzView, "schema_current", False)
+
+
+def test_readyz_is_503_while_a_migration_is_not_applied_and_says_so(client, readyz_fresh, caplog):
+    # given: the database answers, but this code's newest migration of an app is not applied
+    MigrationRecorder(connection).migration_qs.filter(
+        app="contacts", name="0005_emails_normalized"
+    ).delete()
+
+    # when
+    response = client.get("/readyz")
+
+    # then
+    assert response.status_code == 503
+    assert response.json() == {"status": "database not migrated"}
+    assert "1 migrations not applied" in caplog.text
+
+
+def test_readyz_looks_at_the_migrations_until_it_finds_them_applied_then_only_selects(
+    client, readyz_fresh
+):
+    with CaptureQueriesContext(connection) as first:
+        assert client.get("/readyz").status_code == 200
+    with CaptureQueriesContext(connection) as second:
+        assert client.get("/readyz").status_code == 200
+
+    assert any("django_migrations" in q["sql"] for q in first.captured_queries)
+    assert [q["sql"] for q in second.captured_queries] == ["SELECT 1"]
+
+
+def test_readyz_logs_why_the_database_is_unavailable(client, monkeypatch, caplog):
+    from django.db import DatabaseError
+
+    def broken_cursor(*args, **kwargs):
+        raise DatabaseError("down")
+
+    monkeypatch.setattr(connection, "cursor", broken_cursor)
+
+    assert client.get("/readyz").status_code == 503
+    assert "not ready: database unavailable: DatabaseError: down" in caplog.text
 
 
 def test_readyz_answers_head_with_its_503(client, monkeypatch):
