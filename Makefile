@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# A local .env with a random secret key, HTTP-friendly cookies and demo mode, written once.
+# A local .env with a random secret key, HTTP-friendly cookies and demo mode, written once,
+# readable by its owner only (it holds the secret key).
 .env:
-	$(BIN)/python -c "import secrets; print('\n'.join(['DJANGO_SECRET_KEY=' + secrets.token_urlsafe(50), 'DEMO_MODE=true', 'SECURE_SSL_REDIRECT=false', 'SESSION_COOKIE_SECURE=false', 'CSRF_COOKIE_SECURE=false', 'SECURE_HSTS_SECONDS=0', 'PUBLIC_URL=http://$(HOST):$(PORT)']))" > .env
+	umask 077 && $(BIN)/python -c "import secrets; print('\n'.join(['DJANGO_SECRET_KEY=' + secrets.token_urlsafe(50), 'DEMO_MODE=true', 'SECURE_SSL_REDIRECT=false', 'SESSION_COOKIE_SECURE=false', 'CSRF_COOKIE_SECURE=false', 'SECURE_HSTS_SECONDS=0', 'PUBLIC_URL=http://$(HOST):$(PORT)']))" > .env
 	@echo "wrote .env (local development settings; see .env.example)"
 
 run: install .env

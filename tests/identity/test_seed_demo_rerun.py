@@ -2,13 +2,15 @@
 
 import io
 import json
+import os
+import stat
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from identity import services
-from identity.models import ApiKey, AuditEvent, Membership, SigningSecret, User
+from identity.models import ApiKey, AuditEvent, Membership, Organization, SigningSecret, User
 from tests.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
@@ -178,3 +180,52 @@ def test_the_seed_audits_the_key_and_secret_it_creates_and_a_rerun_adds_nothing(
         },
     ]
     assert AuditEvent.objects.count() == 2
+
+
+# --- where the credentials go ------------------------------------------------------------------
+
+
+def test_the_credentials_file_is_readable_by_its_owner_only_whatever_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        seed(tmp_path, "demo")
+    finally:
+        os.umask(previous)
+
+    assert stat.S_IMODE((tmp_path / "demo.json").stat().st_mode) == 0o600
+
+
+def test_a_symlink_at_the_output_is_replaced_not_followed(tmp_path):
+    # given: a link to a file the command must not write through
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep me")
+    (tmp_path / "demo.json").symlink_to(elsewhere)
+
+    # when
+    data, _ = seed(tmp_path, "demo")
+
+    # then
+    assert elsewhere.read_text() == "keep me"
+    assert not (tmp_path / "demo.json").is_symlink()
+    assert data["org_id"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json", "elsewhere.txt"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"output": "{tmp}/missing/demo.json"}, "no writable directory"),
+        ({"output": "{tmp}"}, "is a directory"),
+        ({"org": "o" * 64}, "at most 63 characters"),
+    ],
+)
+def test_an_unusable_output_or_a_long_org_is_refused_before_anything_is_seeded(
+    tmp_path, arguments, message
+):
+    arguments = {name: value.format(tmp=tmp_path) for name, value in arguments.items()}
+
+    with pytest.raises(CommandError, match=message):
+        call_command("seed_demo", **arguments)
+
+    assert not User.objects.exists()
+    assert not Organization.objects.exists()
