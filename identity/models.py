@@ -95,7 +95,7 @@ def default_extra_fields() -> list:
 
 
 def default_theme() -> dict:
-    return {"primaryColor": "#18BDF7", "title": "Chat with us"}
+    return {"primaryColor": "#18bdf7", "title": "Chat with us"}
 
 
 # An org's extraDataCollectionFields: at most this many, each name at most this long.

@@ -135,3 +135,37 @@ def test_emails_stored_in_an_older_spelling_are_normalized():
     finally:
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_theme_colors_stored_upper_case_are_lower_cased():
+    executor = MigrationExecutor(connection)
+    before = [("identity", "0004_auditevent_membership_actions")]
+    try:
+        # given: orgs made with the old upper-case default, a custom colour and no colour
+        executor.migrate(before)
+        Organization = executor.loader.project_state(before).apps.get_model(
+            "identity", "Organization"
+        )
+        themes = {
+            "default": {"primaryColor": "#18BDF7", "title": "Chat with us"},
+            "custom": {"primaryColor": "#AbCdEf", "title": "Hi"},
+            "none": {},
+        }
+        for name, theme in themes.items():
+            Organization.objects.create(
+                name=name, slug=f"theme-{name}", widget_token=f"wgt_theme_{name}", theme=theme
+            )
+
+        # when
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+        # then
+        stored = dict(Organization.objects.values_list("slug", "theme"))
+        assert stored["theme-default"] == {"primaryColor": "#18bdf7", "title": "Chat with us"}
+        assert stored["theme-custom"] == {"primaryColor": "#abcdef", "title": "Hi"}
+        assert stored["theme-none"] == {}
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())

@@ -58,7 +58,7 @@ def test_config_returns_the_public_widget_settings(widget, org):
             {"name": "order", "label": "Order number", "type": "text", "required": True}
         ],
         "requireVerifiedIdentity": False,
-        "theme": {"primaryColor": "#18BDF7", "title": "Chat with us"},
+        "theme": {"primaryColor": "#18bdf7", "title": "Chat with us"},
     }
 
 
