@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from config.emails import MAX_EMAIL_LENGTH, email_clean
@@ -17,7 +17,7 @@ from config.fields import check_custom_data
 from config.jsontext import as_sentence, json_value_check
 from config.precompiled import CompiledQuery, InsertAndUpdate, RowsInsert, RowVersion, row_versions
 from contacts.models import Contact, Device
-from identity.models import Organization
+from identity.models import MAX_LIFETIME, MAX_VERIFIED_LIFETIME, Organization
 from identity.selectors import custom_token_verify
 from identity.services import custom_token_jti_consume, custom_token_jti_release
 from identity.tokens import (
@@ -522,3 +522,58 @@ def contact_custom_token_sign_in(*, token: str, user_agent: str = "") -> tuple[I
         custom_token_jti_release(org=org, jti=claims["jti"], token=token)
         raise
     return issued, claims
+
+
+# --- pruning devices no token can name any more --------------------------------------------------
+
+
+def devices_prune(*, now: datetime | None = None, batch_size: int = 5000, dry_run: bool = False):
+    """Delete the devices whose every token is surely dead; return how many (or would be).
+
+    Each sign-in with a customer-signed token or authenticate-user makes a device, so a site that
+    signs its customers in on every page view adds one per view. A device is dead once revoked
+    (logout, adoption) or once older than the longest lifetime its token could have had: the
+    widget settings' ceiling for its contact's trust (7 days verified, 365 otherwise), or a
+    longer one an org holds anyway. Its conversations stay, with no device (the FK is SET_NULL):
+    a browser can no longer present a token for it, so nothing was visible through it.
+
+    Ids are read in one pass and deleted in batches, each its own transaction, so no lock is held
+    long on a large table.
+    """
+    now = now or timezone.now()
+    verified_ceiling, browser_ceiling = _lifetime_ceilings()
+    dead = (
+        Q(revoked_at__isnull=False)
+        | Q(created_at__lt=now - browser_ceiling)
+        | Q(contact__trust=Contact.Trust.VERIFIED, created_at__lt=now - verified_ceiling)
+    )
+    ids = Device.objects.filter(dead).order_by().values_list("pk", flat=True)
+    if dry_run:
+        return ids.count()
+    pruned, batch = 0, []
+    for device_id in ids.iterator(chunk_size=batch_size):
+        batch.append(device_id)
+        if len(batch) == batch_size:
+            pruned += _devices_delete(batch)
+            batch = []
+    return pruned + (_devices_delete(batch) if batch else 0)
+
+
+def _lifetime_ceilings() -> tuple[timedelta, timedelta]:
+    """The longest lifetime a verified token, and a browser's token, can have had."""
+    longest = Organization.objects.aggregate(
+        verified=Max("verified_token_lifetime"),
+        anonymous=Max("anonymous_token_lifetime"),
+        non_verified=Max("non_verified_token_lifetime"),
+    )
+    verified = max(filter(None, [MAX_VERIFIED_LIFETIME, longest["verified"]]))
+    browser = max(
+        filter(None, [MAX_LIFETIME, longest["anonymous"], longest["non_verified"], verified])
+    )
+    return verified, browser
+
+
+def _devices_delete(ids: list) -> int:
+    with transaction.atomic():
+        _, deleted = Device.objects.filter(pk__in=ids).delete()
+    return deleted.get(Device._meta.label, 0)

@@ -98,6 +98,12 @@ def default_theme() -> dict:
     return {"primaryColor": "#18bdf7", "title": "Chat with us"}
 
 
+# The contact-token lifetimes an org may set (widget settings, API and admin alike).
+MIN_LIFETIME = timedelta(minutes=5)
+MAX_LIFETIME = timedelta(days=365)
+MAX_VERIFIED_LIFETIME = timedelta(days=7)
+
+
 # An org's extraDataCollectionFields: at most this many, each name at most this long.
 MAX_EXTRA_FIELDS, MAX_EXTRA_FIELD_NAME = 20, 64
 

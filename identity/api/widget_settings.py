@@ -15,14 +15,17 @@ from config.fields import StrictBooleanField, StrictCharField
 from config.http import client_ip
 from identity import services
 from identity.api.access import OrgScopedViewSet
-from identity.models import MAX_EXTRA_FIELD_NAME, MAX_EXTRA_FIELDS
+from identity.models import (
+    MAX_EXTRA_FIELD_NAME,
+    MAX_EXTRA_FIELDS,
+    MAX_LIFETIME,
+    MAX_VERIFIED_LIFETIME,
+    MIN_LIFETIME,
+)
 
 FIELD_TYPES = ("text", "email", "number", "select", "checkbox")
 RESERVED_FIELD_NAMES = frozenset({"name", "email"})
 FIELD_NAME = re.compile(rf"^[A-Za-z][A-Za-z0-9_]{{0,{MAX_EXTRA_FIELD_NAME - 1}}}$")
-MIN_LIFETIME = timedelta(minutes=5)
-MAX_LIFETIME = timedelta(days=365)
-MAX_VERIFIED_LIFETIME = timedelta(days=7)
 MAX_ALLOWED_ORIGINS = 50
 DEFAULT_PORTS = {"https": 443, "http": 80}
 # Browsers treat these as secure contexts, so plain http is fine for local development only.
