@@ -9,7 +9,8 @@
  * Identity: anonymous (no details) and non-verified (collectUserData form → "collect_form"; page-given
  * user.data / user.customData → "browser") contacts get a token minted here and kept per org in
  * localStorage (`chatshield:<org id>:token`, so rotating the widget token strands nobody); it is
- * always sent back when minting so the server keeps the same contact and device. A verified
+ * always sent back when minting so the server keeps the same contact and device, and it is
+ * forgotten only when a mint replaces it (the server ignores a token it no longer accepts). A verified
  * user.token comes from the customer's backend: never minted or stored here; on 401
  * onTokenExpired() may replace it, else the widget shows "expired". A device token still stored
  * when a verified token arrives is offered once to /widget/contacts/adopt.
@@ -24,7 +25,7 @@
   'use strict';
   if (global.ChatShield && global.ChatShield.version) return;
 
-  const VERSION = '1.1.0';
+  const VERSION = '1.1.1';
   const POLL_MS = 3000;
   const CONFIG_RETRY_MS = [3000, 60000]; // first and longest wait before asking for the config again
   const LOCK_WAIT_MS = 10000; // longest wait for another tab's sign-in (acrossTabs) before going on alone
@@ -393,11 +394,7 @@
       return serial(async () => {
         if (s.token && s.token !== used) return; // another call already replaced it
         if (s.mode !== 'verified') {
-          await identityTurn(used, () => {
-            if (useStoredToken(used)) return null;
-            forgetToken();
-            return mint(baseDetails());
-          });
+          await identityTurn(used, () => (useStoredToken(used) ? null : mint(baseDetails())));
           return;
         }
         let fresh = null;
@@ -444,7 +441,6 @@
     function forgetToken() {
       store.del('token');
       store.del('meta');
-      if (s.mode !== 'verified') s.token = null;
     }
 
     function ensureExternalId() {
@@ -463,18 +459,14 @@
       s.contactId = contactId != null ? contactId : claims(token).sub || null;
     }
 
-    // Anonymous / non-verified only: verified tokens are never minted here.
+    // Anonymous / non-verified only: verified tokens are never minted here. The token this browser
+    // holds goes along: the server keeps its contact and device while it is good, and ignores it
+    // once it is not (a fresh identity, which replaces it below). So a 401 here refuses the widget
+    // token itself (rotated away), which says nothing about the contact token: it stays stored, for
+    // the page that carries the new widget token.
     async function mint(details) {
       const body = Object.assign({externalId: ensureExternalId()}, details);
-      const previous = s.token || store.get('token');
-      let res;
-      try {
-        res = await request('POST', '/widget/contacts/unverified', {body, token: previous});
-      } catch (err) {
-        if (!(previous && err.status === 401)) throw err;
-        forgetToken(); // refused: start a fresh contact
-        res = await request('POST', '/widget/contacts/unverified', {body});
-      }
+      const res = await request('POST', '/widget/contacts/unverified', {body, token: s.token || store.get('token')});
       const contact = res.contact || {};
       useToken(res.token, contact.trust, contact.id);
       store.set('token', res.token);
@@ -897,7 +889,8 @@
       if (nearBottom || mine) log.scrollTop = log.scrollHeight;
     }
 
-    // Fetches what is new in the open thread; resolves to how long to wait before the next poll.
+    // Fetches what is new in the open thread; resolves to how long to wait before the next poll,
+    // or null when polling should stop.
     async function loadMessages() {
       const id = s.session && s.session.id;
       if (id == null) return POLL_MS;
@@ -914,6 +907,9 @@
         } else {
           report(err, 'poll');
         }
+        // Still refused after authed()'s recovery: the widget token (rotated away) or an expired
+        // verified token. Asking every 3 s would be refused the same way; a send or reopening asks again.
+        if (err.status === 401) return null;
         if (err.retryAfter) return Math.max(POLL_MS, err.retryAfter * 1000);
       }
       return POLL_MS;
@@ -927,13 +923,13 @@
     // Polls only while the panel is open on a thread that exists; one timer chain at a time.
     function schedulePoll(delay) {
       stopPolling();
-      if (s.dead || s.expired || !s.isOpen || s.view !== 'thread' || !s.session || s.session.id == null) return;
+      if (delay == null || s.dead || s.expired || !s.isOpen || s.view !== 'thread' || !s.session || s.session.id == null) return;
       const gen = s.pollGen;
       s.pollTimer = setTimeout(async () => {
         s.pollTimer = null;
         const wait = await loadMessages();
         if (gen === s.pollGen) schedulePoll(wait);
-      }, delay == null ? POLL_MS : delay);
+      }, delay);
     }
 
     function stopPolling() {

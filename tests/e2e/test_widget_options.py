@@ -7,6 +7,7 @@ config load is tried again.
 
 import json
 import re
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -238,6 +239,54 @@ def test_a_visitor_keeps_their_device_and_history_when_the_widget_token_is_rotat
         f"chatshield:{shop.pk}:token",
     ]
     assert Contact.objects.count() == 1
+
+
+def test_a_widget_open_across_a_rotation_keeps_the_device_token_the_server_still_accepts(
+    new_page, live_server
+):
+    # given: a visitor's thread open and polled, and the widget's requests counted from now on
+    shop = OrganizationFactory()
+    page = blank_page(new_page)
+    embed(page, live_server, shop.widget_token)
+    page.get_by_test_id("cs-new-conversation").click()
+    send(page, "Hello before the rotation")
+    kept = stored(page)
+    before = state(page)
+    conversation = Conversation.objects.get()
+    token = kept[f"chatshield:{shop.pk}:token"]
+    sent = []
+    page.on(
+        "request",
+        lambda r: sent.append((r.method, urlsplit(r.url).path, r.headers.get("authorization"))),
+    )
+
+    # when: an operator rotates the token while the page still carries the old one
+    organization_widget_token_rotate(org=shop)
+    expect(page.get_by_test_id("cs-status")).to_contain_text("Authentication credentials")
+    page.wait_for_timeout(3_500)  # longer than a poll interval
+
+    # then: one refused poll, one refused mint that presented the stored token, and no more
+    assert sent == [
+        ("GET", f"/widget/sessions/{conversation.pk}/messages", f"Bearer {token}"),
+        ("POST", "/widget/contacts/unverified", f"Bearer {token}"),
+    ]
+    assert stored(page) == kept
+
+    # when: the visitor reloads the page, which now carries the new token
+    page.goto("/healthz")
+    embed(page, live_server, shop.widget_token)
+
+    # then: the same contact, with their conversation
+    expect(page.get_by_test_id("cs-conversation")).to_have_count(1)
+    assert conversation_ids(page) == [str(conversation.pk)]
+    assert state(page) == before
+    page.get_by_test_id("cs-conversation").click()
+    expect(page.locator(f"{CONTACT_MESSAGES} .cs-message-text")).to_have_text(
+        ["Hello before the rotation"]
+    )
+    assert stored(page) == kept
+    assert Contact.objects.count() == 1
+    assert Device.objects.count() == 1
 
 
 def test_entries_kept_under_a_rotated_away_widget_token_are_adopted(new_page, live_server):
