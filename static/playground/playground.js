@@ -63,6 +63,13 @@
 
   const IDENT = /^[A-Za-z_$][\w$]*$/;
 
+  // The snippet is pasted into an inline <script>, which the HTML parser ends at the first
+  // `</script` (and `<!--` changes how it reads on); JSON.stringify leaves both as typed. As
+  // \u escapes these characters mean the same string to JS and nothing to HTML; U+2028/U+2029
+  // end a line in a string literal before ES2019.
+  const jsonInScript = (value) => JSON.stringify(value).replace(/[<>&\u2028\u2029]/g,
+    (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+
   // A JS literal with bare keys where possible: what a person would write by hand.
   function literal(value, indent) {
     const pad = '  '.repeat(indent + 1);
@@ -78,9 +85,9 @@
       if (inline.length <= 60 && !inline.includes('\n')) return '{' + inline + '}';
       return '{\n' + keys.map((k) => pad + key(k) + ': ' + literal(value[k], indent + 1)).join(',\n') + ',\n' + end + '}';
     }
-    return JSON.stringify(value);
+    return jsonInScript(value);
   }
-  const key = (k) => (IDENT.test(k) ? k : JSON.stringify(k));
+  const key = (k) => (IDENT.test(k) ? k : jsonInScript(k));
 
   // Entries are [name, code] so the verified model can show code, not values, for its token.
   function initEntries(o) {

@@ -4,6 +4,8 @@ Visitors use the real widget against the live server; the verified model gets it
 playground's demo backend, as a customer's backend would from authenticate-user.
 """
 
+import json
+
 import pytest
 from django.utils import timezone
 
@@ -334,6 +336,44 @@ def test_the_copied_embed_snippet_works_on_a_blank_page(new_page, live_server, s
     message = Message.objects.get()
     assert message.body == "Pasted from the playground"
     assert message.conversation.contact.trust == Contact.Trust.ANONYMOUS
+
+
+def test_markup_typed_into_the_options_cannot_end_the_snippets_script(new_page, shop, demo_backend):
+    # given: the verified model, with markup in externalId and in an extra field's label and key
+    hostile = '"</script><img src=x onerror=alert(1)><!--\u2028&'
+    fields = [{"name": "topic", "label": f"Topic {hostile}", hostile: hostile}]
+    playground = open_playground(new_page)
+    choose(playground, "verified")
+    playground.get_by_test_id("pg-extra-on").check()
+    playground.get_by_test_id("pg-extra-json").fill(json.dumps(fields))
+    playground.get_by_test_id("pg-external-id").fill(f"order {hostile} 1")
+
+    # when: the snippet, once it shows the externalId typed last
+    expect(playground.get_by_test_id("pg-snippet")).to_contain_text("externalId")
+    snippet = playground.get_by_test_id("pg-snippet").text_content()
+
+    # then: nothing in the inline script is markup, and it still says what was typed
+    widget_tag, inline = snippet.split("\n", 1)
+    assert widget_tag.endswith("></script>")
+    assert inline.startswith("<script>\n")
+    assert inline.endswith("\n</script>")
+    assert "<" not in inline.removeprefix("<script>").removesuffix("</script>")
+    assert "\u2028" not in inline
+    page = new_page()
+    page.goto("/healthz")
+    page.set_content(
+        "<!doctype html><title>Shop</title>"
+        "<script>window.ChatShield = {init: (options) => { window.options = options; }};</script>"
+        f"{inline}<p>end of page</p>"
+    )
+    assert page.evaluate(
+        "() => [window.options.user, window.options.extraDataCollectionFields]"
+    ) == [
+        {"token": "{{ token from your backend }}", "externalId": f"order {hostile} 1"},
+        fields,
+    ]
+    assert page.locator("img").count() == 0
+    expect(page.locator("p")).to_have_text("end of page")
 
 
 def test_init_from_the_head_mounts_the_widget_once_the_body_exists(new_page, live_server, shop):
