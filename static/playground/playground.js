@@ -235,6 +235,7 @@
   }
 
   function schedule(delay) {
+    generation += 1; // a restart still in flight is superseded: it must not say "ready" now
     setState('pending');
     clearTimeout(timer);
     timer = setTimeout(restart, delay);
