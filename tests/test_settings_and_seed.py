@@ -20,6 +20,8 @@ from identity.tokens import derive_key
 from tests.factories import DeviceFactory
 
 ROOT = Path(__file__).resolve().parent.parent
+# What a DEBUG-off server accepts: 50 characters or more, at least 5 of them different.
+VALID_SECRET_KEY = "settings-test-secret-key-not-for-production-0123456789"
 
 
 def run_settings(env: dict, code: str | None = None) -> subprocess.CompletedProcess:
@@ -53,7 +55,7 @@ def test_secret_key_is_required_when_debug_is_off():
 
 
 def test_defaults_are_sqlite_locmem_and_secure():
-    result = run_settings({"DJANGO_SECRET_KEY": "k" * 50})
+    result = run_settings({"DJANGO_SECRET_KEY": VALID_SECRET_KEY})
 
     assert json.loads(result.stdout) == {
         "debug": False,
@@ -68,7 +70,7 @@ def test_defaults_are_sqlite_locmem_and_secure():
 def test_database_and_redis_urls_switch_backends():
     result = run_settings(
         {
-            "DJANGO_SECRET_KEY": "k" * 50,
+            "DJANGO_SECRET_KEY": VALID_SECRET_KEY,
             "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
             "REDIS_URL": "redis://127.0.0.1:6379/0",
             "TRUSTED_PROXY_COUNT": "2",
@@ -86,7 +88,10 @@ def test_postgresql_binds_server_side_unless_switched_off():
         "import django, json; from django.conf import settings; django.setup(); "
         "print(json.dumps(settings.DATABASES['default']['OPTIONS'].get('server_side_binding')))"
     )
-    postgres = {"DJANGO_SECRET_KEY": "k" * 50, "DATABASE_URL": "postgres://u@127.0.0.1:5432/x"}
+    postgres = {
+        "DJANGO_SECRET_KEY": VALID_SECRET_KEY,
+        "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
+    }
 
     on = run_settings(postgres, code=code)
     off = run_settings({**postgres, "DATABASE_PREPARED_STATEMENTS": "false"}, code=code)
@@ -132,7 +137,7 @@ def test_a_copy_of_env_example_leaves_every_key_derived():
     )
 
     # when
-    result = run_settings({"DJANGO_SECRET_KEY": "k" * 50}, code)
+    result = run_settings({"DJANGO_SECRET_KEY": VALID_SECRET_KEY}, code)
 
     # then
     assert result.returncode == 0, result.stderr
@@ -149,12 +154,12 @@ WHITESPACE = "must contain no whitespace"
         ("AGENT_TOKEN_KEY", "short-key", "must be at least 32 characters"),
         ("SIGNING_SECRET_ENCRYPTION_KEY", "a" * 40 + " # encrypts stored secrets", WHITESPACE),
         ("CONTACT_TOKEN_PREVIOUS_KEY", "   # still accepted during a key rotation", WHITESPACE),
-        ("DJANGO_SECRET_KEY", "k" * 50 + "   # the master secret", WHITESPACE),
+        ("DJANGO_SECRET_KEY", VALID_SECRET_KEY + "   # the master secret", WHITESPACE),
     ],
 )
 def test_a_key_an_env_file_comment_or_a_typo_made_is_refused_at_startup(variable, value, problem):
     # when
-    result = run_settings({"DJANGO_SECRET_KEY": "k" * 50, variable: value})
+    result = run_settings({"DJANGO_SECRET_KEY": VALID_SECRET_KEY, variable: value})
 
     # then
     assert result.returncode != 0
@@ -166,7 +171,7 @@ def test_two_purposes_sharing_one_explicit_key_are_refused_at_startup():
     # when
     key = "x" * 40
     result = run_settings(
-        {"DJANGO_SECRET_KEY": "k" * 50, "AGENT_TOKEN_KEY": key, "CONTACT_TOKEN_KEY": key}
+        {"DJANGO_SECRET_KEY": VALID_SECRET_KEY, "AGENT_TOKEN_KEY": key, "CONTACT_TOKEN_KEY": key}
     )
 
     # then

@@ -7,7 +7,7 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-from tests.test_settings_and_seed import run_settings
+from tests.test_settings_and_seed import VALID_SECRET_KEY, run_settings
 
 
 def served(path: str) -> HttpResponse:
@@ -37,7 +37,7 @@ def test_production_serves_the_collected_files_and_development_the_source_folder
         " print(json.dumps(settings.WHITENOISE_USE_FINDERS))"
     )
 
-    production = run_settings({"DJANGO_SECRET_KEY": "k" * 50}, code)
+    production = run_settings({"DJANGO_SECRET_KEY": VALID_SECRET_KEY}, code)
     development = run_settings({"DJANGO_DEBUG": "true"}, code)
 
     assert json.loads(production.stdout) is False, production.stderr
