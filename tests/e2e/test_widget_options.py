@@ -212,15 +212,21 @@ def test_a_field_required_since_the_page_loaded_brings_up_the_form_with_its_erro
     assert Message.objects.get().body == "Where is my parcel?"
 
 
-def test_a_visitor_keeps_their_device_and_history_when_the_widget_token_is_rotated(
-    new_page, live_server
-):
-    # given
+def chatting_before_a_rotation(new_page, live_server):
+    """A shop's page where a visitor has opened a conversation and said hello: (shop, page)."""
     shop = OrganizationFactory()
     page = blank_page(new_page)
     embed(page, live_server, shop.widget_token)
     page.get_by_test_id("cs-new-conversation").click()
     send(page, "Hello before the rotation")
+    return shop, page
+
+
+def test_a_visitor_keeps_their_device_and_history_when_the_widget_token_is_rotated(
+    new_page, live_server
+):
+    # given
+    shop, page = chatting_before_a_rotation(new_page, live_server)
     before = state(page)
     conversation = Conversation.objects.get()
 
@@ -245,11 +251,7 @@ def test_a_widget_open_across_a_rotation_keeps_the_device_token_the_server_still
     new_page, live_server
 ):
     # given: a visitor's thread open and polled, and the widget's requests counted from now on
-    shop = OrganizationFactory()
-    page = blank_page(new_page)
-    embed(page, live_server, shop.widget_token)
-    page.get_by_test_id("cs-new-conversation").click()
-    send(page, "Hello before the rotation")
+    shop, page = chatting_before_a_rotation(new_page, live_server)
     kept = stored(page)
     before = state(page)
     conversation = Conversation.objects.get()
