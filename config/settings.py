@@ -476,10 +476,10 @@ REST_FRAMEWORK = {
 # Agent sign-in lockout (SPEC §5): failures counted per account and per client IP.
 # Below 1, a limit refuses every sign-in (the right password included) and a window counts none;
 # a window is at most a day (Redis refuses a TTL past its 64-bit range with a 503 per sign-in).
-LOCKOUT_MAX_FAILURES = env.int_between("LOCKOUT_MAX_FAILURES", 1, 10_000, default=5)
+LOCKOUT_MAX_FAILURES = env.int_between("LOCKOUT_MAX_FAILURES", 1, 1_000_000, default=5)
 LOCKOUT_WINDOW_SECONDS = env.int_between("LOCKOUT_WINDOW_SECONDS", 1, 24 * 60 * 60, default=15 * 60)
 # A shared office NAT should not lock everyone out after five typos, so IPs get more room.
-LOCKOUT_IP_MAX_FAILURES = env.int_between("LOCKOUT_IP_MAX_FAILURES", 1, 10_000, default=20)
+LOCKOUT_IP_MAX_FAILURES = env.int_between("LOCKOUT_IP_MAX_FAILURES", 1, 1_000_000, default=20)
 
 # Lifetimes below 1 make tokens that are expired when issued; far above, an expiry past year 9999
 # (a sign-in 500). An access token lives at most a day, a refresh token a year.
