@@ -2,6 +2,7 @@
 
 import copy
 import os
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -12,6 +13,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from identity import widget_cache
+from identity.api.throttles import WindowRateThrottle
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 PASSWORD = "correct horse battery staple"
@@ -79,6 +81,17 @@ def _clean_cache():
     yield
     cache.clear()
     widget_cache.memo_clear()
+
+
+@pytest.fixture(autouse=True)
+def _throttle_clock_mid_window(monkeypatch):
+    """Window throttles count per fixed window (a minute, an hour): a test whose requests straddle
+    a window's end saw its count start again (a CI run: two sign-ins at 02:24:59.99, the third
+    request at 02:25:00.01 was not refused). Within a test every throttle reads one instant, in the
+    middle of the current minute, so all its hits fall in one window."""
+    now = time.time()
+    instant = now - now % 60 + 30
+    monkeypatch.setattr(WindowRateThrottle, "timer", staticmethod(lambda: instant))
 
 
 @pytest.fixture(autouse=True)
