@@ -8,8 +8,16 @@ from rest_framework.test import APIClient
 from contacts.models import Contact, Device
 from contacts.selectors import ContactPrincipal, contact_principal
 from contacts.services import contact_token_issue
+from conversations.models import Conversation, Message
 from identity import services as identity_services
-from tests.factories import ContactFactory, DeviceFactory, VerifiedContactFactory
+from identity.models import ApiKey
+from tests.factories import (
+    ContactFactory,
+    DeviceFactory,
+    MessageFactory,
+    UserFactory,
+    VerifiedContactFactory,
+)
 
 NOT_FOUND = {"error": {"code": "not_found", "message": "Not found."}}
 FORBIDDEN = {
@@ -95,3 +103,17 @@ def api_key_client(org, *scopes: str, name: str = "Support bot") -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.key}")
     return client
+
+
+def thread_add(conversation: Conversation, count: int, *, api_key: ApiKey) -> None:
+    """`count` more messages in `conversation`, from every kind of sender in turn: its contact,
+    an agent (a new one each time, so no sender repeats), `api_key` (an integration) and the
+    system. For query budgets: a thread that loaded a sender per message would show it."""
+    senders = [
+        lambda: {"sender_kind": Message.SenderKind.CONTACT, "sender_contact": conversation.contact},
+        lambda: {"sender_kind": Message.SenderKind.AGENT, "sender_user": UserFactory()},
+        lambda: {"sender_kind": Message.SenderKind.AGENT, "sender_api_key": api_key},
+        lambda: {"sender_kind": Message.SenderKind.SYSTEM},
+    ]
+    for index in range(count):
+        MessageFactory(conversation=conversation, **senders[index % len(senders)]())

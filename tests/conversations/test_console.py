@@ -13,7 +13,9 @@ from contacts.services import sender_auth_info_build
 from conversations.console import urls as console_urls
 from conversations.data_rights import contact_erase
 from conversations.models import Conversation, Message
+from identity.services import api_key_create
 from tests.conftest import PASSWORD
+from tests.conversations.conftest import thread_add
 from tests.factories import (
     ContactFactory,
     ConversationFactory,
@@ -576,6 +578,54 @@ def test_inbox_query_count_does_not_grow_with_rows(console, org, django_assert_m
     # then
     with django_assert_max_num_queries(len(few)):
         assert console.get("/console/").status_code == 200
+
+
+def test_conversation_page_query_count_does_not_grow_with_the_thread(
+    console, agent_user, org, other_org, django_assert_num_queries
+):
+    # given: an agent of two orgs; a verified contact's thread with every kind of sender
+    MembershipFactory(user=agent_user, org=other_org)
+    contact = verified_contact(org)
+    conversation = ConversationFactory(
+        contact=contact, assignee=agent_user, sender_auth_info=contact.sender_auth_info
+    )
+    key = api_key_create(
+        org=org, created_by=None, name="CRM", scopes=["conversations:write"], expires_at=None
+    ).api_key
+    thread_add(conversation, 4, api_key=key)
+    console.get(conversation_url(conversation))
+    with CaptureQueriesContext(connection) as few:
+        assert console.get(conversation_url(conversation)).status_code == 200
+    thread_add(conversation, 36, api_key=key)
+
+    # then
+    with django_assert_num_queries(len(few)):
+        response = console.get(conversation_url(conversation))
+    assert len(response.context["thread"]) == 40
+
+
+def test_contact_page_query_count_does_not_grow_with_conversations(
+    console, agent_user, org, other_org, django_assert_num_queries
+):
+    # given: an agent of two orgs; a contact's conversations, assigned or not, with messages
+    MembershipFactory(user=agent_user, org=other_org)
+    contact = non_verified_contact(org)
+
+    def add_conversations(count):
+        for index in range(count):
+            assignee = UserFactory() if index % 2 else None
+            MessageFactory(conversation=ConversationFactory(contact=contact, assignee=assignee))
+
+    add_conversations(2)
+    console.get(contact_url(contact))
+    with CaptureQueriesContext(connection) as few:
+        assert console.get(contact_url(contact)).status_code == 200
+    add_conversations(25)
+
+    # then
+    with django_assert_num_queries(len(few)):
+        response = console.get(contact_url(contact))
+    assert len(response.context["conversations"]) == 27
 
 
 def test_contact_page_lists_the_contacts_conversations(console, org):

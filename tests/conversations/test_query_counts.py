@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 
 from identity.models import ApiKey
-from tests.conversations.conftest import api_key_client
+from tests.conversations.conftest import api_key_client, thread_add
 from tests.factories import (
     ContactFactory,
     ConversationFactory,
@@ -99,6 +99,36 @@ def test_integration_inbox_queries_are_constant(org, django_assert_num_queries):
     )
 
 
+@pytest.mark.parametrize(
+    "query", ["status=open", "trust=verified", "assignee={agent}", "status=open&trust=verified"]
+)
+def test_filtered_agent_inbox_queries_are_constant(
+    org, agent_client, agent_user, query, django_assert_num_queries
+):
+    def add_rows(count):
+        for _ in range(count):
+            wanted = ConversationFactory(
+                contact=VerifiedContactFactory(org=org), assignee=agent_user
+            )
+            MessageFactory(conversation=wanted)
+            MessageFactory(
+                conversation=ConversationFactory(
+                    contact=ContactFactory(org=org, trust="non_verified", name="Nina"),
+                    status="closed",
+                )
+            )
+
+    # the agent, the membership, the filtered page
+    assert_constant_queries(
+        django_assert_num_queries,
+        queries=3,
+        get=lambda: agent_client.get(
+            f"/api/v1/orgs/{org.id}/conversations?{query.format(agent=agent_user.pk)}"
+        ),
+        add_rows=add_rows,
+    )
+
+
 def test_agent_contacts_queries_are_constant(org, agent_client, django_assert_num_queries):
     def add_rows(count):
         ContactFactory.create_batch(count, org=org)
@@ -111,21 +141,30 @@ def test_agent_contacts_queries_are_constant(org, agent_client, django_assert_nu
     )
 
 
+@pytest.mark.parametrize(
+    "query", ["trust=verified", "search=customer", "trust=verified&search=cust"]
+)
+def test_filtered_agent_contacts_queries_are_constant(
+    org, agent_client, query, django_assert_num_queries
+):
+    def add_rows(count):
+        for _ in range(count):
+            VerifiedContactFactory(org=org)  # "Customer n", customer{n}@shop.test, user-n
+            ContactFactory(org=org, trust="non_verified", name="Nina", email="nina@visitor.test")
+
+    # the agent, the membership, the page (a search is not a compiled query: its own shape)
+    assert_constant_queries(
+        django_assert_num_queries,
+        queries=3,
+        get=lambda: agent_client.get(f"/api/v1/orgs/{org.id}/contacts?{query}"),
+        add_rows=add_rows,
+    )
+
+
 def test_agent_thread_queries_are_constant(org, agent_client, django_assert_num_queries):
-    contact = ContactFactory(org=org)
-    conversation = ConversationFactory(contact=contact)
-    agent = UserFactory()
+    conversation = ConversationFactory(contact=ContactFactory(org=org))
     api_key_client(org, ApiKey.Scope.CONVERSATIONS_WRITE)
     key = ApiKey.objects.get()
-
-    def add_rows(count):
-        for index in range(count):
-            sender = [
-                {"sender_kind": "contact", "sender_contact": contact},
-                {"sender_kind": "agent", "sender_user": agent},
-                {"sender_kind": "agent", "sender_api_key": key},
-            ][index % 3]
-            MessageFactory(conversation=conversation, **sender)
 
     # the agent, the membership, the conversation, the messages with every kind of sender
     assert_constant_queries(
@@ -134,7 +173,7 @@ def test_agent_thread_queries_are_constant(org, agent_client, django_assert_num_
         get=lambda: agent_client.get(
             f"/api/v1/orgs/{org.id}/conversations/{conversation.id}/messages"
         ),
-        add_rows=add_rows,
+        add_rows=lambda count: thread_add(conversation, count, api_key=key),
     )
 
 

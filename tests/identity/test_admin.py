@@ -13,10 +13,17 @@ from contacts.models import Contact
 from contacts.services import sender_auth_info_build
 from conversations.data_rights import contact_erase
 from identity.models import ApiKey, AuditEvent, Membership, SigningSecret
-from identity.services import api_key_create
+from identity.services import (
+    api_key_create,
+    api_key_revoke,
+    audit_record,
+    signing_secret_create_shared,
+    signing_secret_retire,
+)
 from identity.tokens import api_key_matches
 from identity.widget_cache import widget_config_cache_key
 from tests.conftest import PASSWORD
+from tests.conversations.conftest import thread_add
 from tests.factories import (
     ContactFactory,
     ConversationFactory,
@@ -30,6 +37,7 @@ pytestmark = pytest.mark.django_db
 
 SHIELD = 'aria-label="Verified"'
 CONTACTS = "/admin/contacts/contact/"
+CONVERSATIONS = "/admin/conversations/conversation/"
 API_KEYS = "/admin/identity/apikey/"
 SIGNING_SECRETS = "/admin/identity/signingsecret/"
 KEY_PATTERN = re.compile(r"csk_[A-Za-z0-9_\-]{20,}")
@@ -225,6 +233,142 @@ def test_contacts_changelist_query_count_is_constant(
     with django_assert_max_num_queries(len(few)):
         response = agent_admin.get(CONTACTS)
     assert len(response.context["cl"].result_list) == 27
+
+
+@pytest.mark.parametrize(
+    ("query", "rows"),
+    [("", 26), ("?status=open", 26), ("?contact__trust__exact=verified", 13), ("?q=Nina", 13)],
+)
+def test_conversations_changelist_query_count_is_constant(
+    agent_user, org, other_org, query, rows, django_assert_num_queries
+):
+    # given: an agent of two orgs; in each pair, a verified contact's conversation in one org and
+    # a non-verified contact's in the other, with a last message and an assignee
+    MembershipFactory(user=agent_user, org=other_org)
+    client = admin_client(agent_user)
+
+    def add_pairs(count):
+        for _ in range(count):
+            for contact in (verified_contact(org), non_verified_contact(other_org, name="Nina")):
+                conversation = ConversationFactory(contact=contact, assignee=UserFactory())
+                MessageFactory(conversation=conversation, sender_contact=contact)
+
+    add_pairs(1)
+    client.get(f"{CONVERSATIONS}{query}")
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(f"{CONVERSATIONS}{query}").status_code == 200
+    add_pairs(12)
+
+    # then
+    with django_assert_num_queries(len(few)):
+        response = client.get(f"{CONVERSATIONS}{query}")
+    assert len(response.context["cl"].result_list) == rows
+
+
+def test_conversation_page_query_count_does_not_grow_with_the_thread(
+    agent_admin, org, django_assert_num_queries
+):
+    # given: a verified contact's thread with every kind of sender
+    contact = verified_contact(org)
+    conversation = ConversationFactory(
+        contact=contact, assignee=UserFactory(), sender_auth_info=contact.sender_auth_info
+    )
+    key = api_key_create(
+        org=org, created_by=None, name="CRM", scopes=["conversations:write"], expires_at=None
+    ).api_key
+    page = f"{CONVERSATIONS}{conversation.pk}/change/"
+    thread_add(conversation, 4, api_key=key)
+    agent_admin.get(page)
+    with CaptureQueriesContext(connection) as few:
+        assert agent_admin.get(page).status_code == 200
+    thread_add(conversation, 36, api_key=key)
+
+    # then
+    with django_assert_num_queries(len(few)):
+        response = agent_admin.get(page)
+    assert len(response.context["thread"]) == 40
+
+
+def add_members(org, other_org, operator_user, count):
+    for index in range(count):
+        MembershipFactory(org=(org, other_org)[index % 2], role=Membership.Role.AGENT)
+
+
+def add_api_keys(org, other_org, operator_user, count):
+    for index in range(count):
+        issued = api_key_create(
+            org=(org, other_org)[index % 2],
+            created_by=UserFactory(),
+            name=f"key {index}",
+            scopes=["contacts:read"],
+            expires_at=None,
+        )
+        if index % 3 == 0:
+            api_key_revoke(
+                org=issued.api_key.org, api_key_id=issued.api_key.pk, revoked_by=operator_user
+            )
+
+
+def add_signing_secrets(org, other_org, operator_user, count):
+    for index in range(count):
+        target = (org, other_org)[index % 2]
+        issued = signing_secret_create_shared(org=target, created_by=UserFactory())
+        # At most two active per org: the rest are listed as retired.
+        signing_secret_retire(org=target, kid=issued.signing_secret.kid, retired_by=operator_user)
+
+
+def add_audit_events(org, other_org, operator_user, count):
+    # One acting key, made (and its own creation recorded) the first time only.
+    key = (
+        ApiKey.objects.filter(org=org).first()
+        or api_key_create(
+            org=org, created_by=None, name="bot", scopes=["contacts:read"], expires_at=None
+        ).api_key
+    )
+    for index in range(count):
+        actor = ({"actor_user": UserFactory()}, {"actor_api_key": key}, {})[index % 3]
+        audit_record(
+            org=(org, other_org)[index % 2],
+            action=AuditEvent.Action.CONTACT_ERASED,
+            target=f"contact-{index}",
+            **actor,
+        )
+
+
+def add_orgs(org, other_org, operator_user, count):
+    for index in range(count):
+        role = (Membership.Role.OWNER, Membership.Role.ADMIN, Membership.Role.AGENT)[index % 3]
+        MembershipFactory(user=operator_user, role=role)
+
+
+@pytest.mark.parametrize(
+    ("changelist", "add_rows"),
+    [
+        ("/admin/identity/membership/", add_members),
+        (API_KEYS, add_api_keys),
+        (SIGNING_SECRETS, add_signing_secrets),
+        ("/admin/identity/auditevent/", add_audit_events),
+        ("/admin/identity/organization/", add_orgs),
+    ],
+)
+def test_operator_changelists_query_count_is_constant(
+    operator_user, org, other_org, changelist, add_rows, django_assert_num_queries
+):
+    # given: an operator of two orgs (owner of one, admin of the other)
+    MembershipFactory(user=operator_user, org=other_org, role=Membership.Role.ADMIN)
+    client = admin_client(operator_user)
+    add_rows(org, other_org, operator_user, 3)
+    client.get(changelist)
+    with CaptureQueriesContext(connection) as few:
+        response = client.get(changelist)
+    assert response.status_code == 200
+    shown = len(response.context["cl"].result_list)
+    add_rows(org, other_org, operator_user, 27)
+
+    # then
+    with django_assert_num_queries(len(few)):
+        response = client.get(changelist)
+    assert len(response.context["cl"].result_list) == shown + 27
 
 
 def test_contacts_cannot_be_added_edited_or_deleted_here(operator_admin, org):
