@@ -6,7 +6,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 
 from identity.models import User
 from tests.conftest import PASSWORD
-from tests.factories import UserFactory
+from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -83,6 +83,23 @@ def test_access_token_authenticates_with_bearer_and_jwt_prefixes(api_client, age
         api_client.credentials(HTTP_AUTHORIZATION=f"{prefix} {access}")
         response = api_client.get("/api/v1/orgs")
         assert response.status_code == 200, (prefix, response.content)
+
+
+def test_the_orgs_list_queries_do_not_grow_with_the_memberships(
+    agent_client, agent_user, django_assert_num_queries
+):
+    # given
+    with django_assert_num_queries(2):  # the agent, the memberships with their orgs
+        agent_client.get("/api/v1/orgs")
+
+    # when
+    for role in ("owner", "admin", "agent") * 3:
+        MembershipFactory(user=agent_user, role=role)
+
+    # then
+    with django_assert_num_queries(2):
+        response = agent_client.get("/api/v1/orgs")
+    assert len(response.json()) == 10
 
 
 def test_refresh_rotates_and_the_rotated_token_is_refused(api_client, agent_user):

@@ -415,6 +415,30 @@ def test_list_shows_kids_newest_first_with_retired_ones(operator_client, org, ot
     assert "BEGIN PUBLIC KEY" not in response.content.decode()
 
 
+def test_list_queries_do_not_grow_with_the_number_of_secrets(
+    operator_client, operator_user, org, django_assert_num_queries
+):
+    def add_retired(count):
+        for _ in range(count):
+            issued = services.signing_secret_create_shared(org=org, created_by=operator_user)
+            services.signing_secret_retire(
+                org=org, kid=issued.signing_secret.kid, retired_by=operator_user
+            )
+
+    # given
+    add_retired(1)
+    with django_assert_num_queries(3):  # the agent, the membership, the secrets
+        operator_client.get(secrets_url(org))
+
+    # when
+    add_retired(9)
+
+    # then
+    with django_assert_num_queries(3):
+        response = operator_client.get(secrets_url(org))
+    assert len(response.json()) == 10
+
+
 def test_retire_keeps_the_row_and_is_idempotent(operator_client, org):
     # given
     kid = services.signing_secret_create_shared(org=org, created_by=None).signing_secret.kid
