@@ -673,6 +673,10 @@ MEMBER_NOT_ADDABLE = (
     "No account with this email can be added here. A superuser creates accounts, and adds people "
     "who already belong to another organization."
 )
+MEMBER_TURNED_OFF = (
+    "This account's staff access was turned off by a superuser, which ends all of its memberships; "
+    'only a superuser can turn it back on (tick "staff" on the user).'
+)
 
 
 class MembershipForm(forms.ModelForm):
@@ -702,6 +706,10 @@ class MembershipForm(forms.ModelForm):
         # has an account elsewhere on the instance.
         if user is None or not self._may_add(user):
             raise ValidationError(MEMBER_NOT_ADDABLE)
+        if not user.is_staff and Membership.objects.filter(user=user).exists():
+            # Cut off by a superuser (every membership out of force): adding one more would
+            # change nothing, and must not look as if it had given access back.
+            raise ValidationError(MEMBER_TURNED_OFF)
         return user
 
     def _may_add(self, user: User) -> bool:

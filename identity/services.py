@@ -178,7 +178,10 @@ def membership_set(
     *, user: User, org: Organization, role: str, actor_user: User | None = None, ip: str = ""
 ) -> Membership:
     """Give `user` `role` in `org`. Members are staff (SPEC §6): a new account the admin created
-    without "staff" becomes staff here, or its membership would give it nothing.
+    without "staff", in no organization yet, becomes staff here, or its membership would give it
+    nothing. A member of any organization who is not staff was cut off by a superuser (unticking
+    "staff" ends every membership's force at once): that stands, whatever is saved here, since
+    `is_staff` is the account's, not this org's.
 
     Raises LastOwner, and writes nothing, when this would demote the org's last owner. A new
     member or a changed role is audited (the user's id, the role before and after); setting
@@ -187,7 +190,7 @@ def membership_set(
     owners = org_owner_ids(org_id=org.pk, lock=True)
     if role != Membership.Role.OWNER and owners == {user.pk}:
         raise LastOwner()
-    if not user.is_staff:
+    if not user.is_staff and not Membership.objects.filter(user=user).exists():
         user.is_staff = True
         user.save(update_fields=["is_staff"])
     # Read once: the org row's lock (above) makes membership writes in this org take turns.

@@ -8,11 +8,13 @@ from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from contacts.models import Contact
 from contacts.services import sender_auth_info_build
 from conversations.data_rights import contact_erase
-from identity.models import ApiKey, AuditEvent, Membership, SigningSecret
+from identity.admin import MEMBER_TURNED_OFF
+from identity.models import ApiKey, AuditEvent, Membership, SigningSecret, User
 from identity.services import (
     api_key_create,
     api_key_revoke,
@@ -22,7 +24,7 @@ from identity.services import (
 )
 from identity.tokens import api_key_matches
 from identity.widget_cache import widget_config_cache_key
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, agent_access_token
 from tests.conversations.conftest import thread_add
 from tests.factories import (
     ContactFactory,
@@ -886,6 +888,52 @@ def test_an_account_a_superuser_just_created_is_added_and_becomes_staff(operator
     assert response.status_code == 302
     assert newcomer.is_staff is True
     assert Membership.objects.in_force().filter(user=newcomer, org=org).exists()
+
+
+def test_saving_a_cut_off_members_membership_leaves_them_cut_off(operator_admin, org):
+    # given: an agent with an API token, whom a superuser then cut off by unticking "staff"
+    agent = MembershipFactory(org=org, role="agent", user=UserFactory(password=PASSWORD)).user
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_access_token(api, agent)}")
+    User.objects.filter(pk=agent.pk).update(is_staff=False)
+    membership = Membership.objects.get(user=agent, org=org)
+    events = AuditEvent.objects.count()
+
+    # when: an operator of the org presses Save on that membership, role unchanged, then changed
+    unchanged = operator_admin.post(
+        f"/admin/identity/membership/{membership.pk}/change/", {"role": "agent"}
+    )
+    changed = operator_admin.post(
+        f"/admin/identity/membership/{membership.pk}/change/", {"role": "admin"}
+    )
+
+    # then: is_staff is the account's, a superuser's to give back; the old token stays refused
+    agent.refresh_from_db()
+    assert (unchanged.status_code, changed.status_code) == (302, 302)
+    assert agent.is_staff is False
+    assert api.get(f"/api/v1/orgs/{org.pk}/conversations").status_code == 404
+    assert AuditEvent.objects.count() == events + 1  # the role change, nothing for the unchanged
+
+
+def test_a_cut_off_account_is_not_added_to_another_org(
+    operator_admin, operator_user, org, other_org
+):
+    # given: a member of the operator's org, cut off by a superuser
+    MembershipFactory(org=other_org, user=operator_user, role="admin")
+    cut_off = MembershipFactory(org=org, role="agent", user=UserFactory(is_staff=False)).user
+
+    # when
+    response = operator_admin.post(
+        "/admin/identity/membership/add/",
+        {"email": cut_off.email, "org": str(other_org.pk), "role": "agent"},
+    )
+
+    # then: refused, saying why and what to do
+    cut_off.refresh_from_db()
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"email": [MEMBER_TURNED_OFF]}
+    assert not Membership.objects.filter(user=cut_off, org=other_org).exists()
+    assert cut_off.is_staff is False
 
 
 def test_an_operator_of_both_orgs_adds_a_member_of_one_to_the_other(
