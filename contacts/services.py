@@ -528,26 +528,35 @@ def contact_custom_token_sign_in(*, token: str, user_agent: str = "") -> tuple[I
 
 
 def devices_prune(*, now: datetime | None = None, batch_size: int = 5000, dry_run: bool = False):
-    """Delete the devices whose every token is surely dead; return how many (or would be).
+    """Delete the devices no token can name any more and no conversation holds; return how many
+    (or, with `dry_run`, how many would go).
 
     Each sign-in with a customer-signed token or authenticate-user makes a device, so a site that
     signs its customers in on every page view adds one per view. A device is dead once revoked
-    (logout, adoption) or once older than the longest lifetime its token could have had: the
-    widget settings' ceiling for its contact's trust (7 days verified, 365 otherwise), or a
-    longer one an org holds anyway. Its conversations stay, with no device (the FK is SET_NULL):
-    a browser can no longer present a token for it, so nothing was visible through it.
+    (logout, adoption) or once its last token has surely expired: a returning browser gets a fresh
+    token on the device it has (and moves `last_seen_at`, at most a minute behind), so the age
+    that counts is the last visit's, against the longest lifetime a token of the contact's trust
+    could have had: the widget settings' ceiling (7 days verified, 365 otherwise), or a longer one
+    an org holds anyway. A device any conversation refers to stays, dead or not: a browser's
+    history is the conversations opened on its device, and an adopted device is how export and
+    erasure find the history it handed over (conversations.data_rights).
 
     Ids are read in one pass and deleted in batches, each its own transaction, so no lock is held
     long on a large table.
     """
     now = now or timezone.now()
     verified_ceiling, browser_ceiling = _lifetime_ceilings()
+    last_token = now - LAST_SEEN_RESOLUTION
     dead = (
         Q(revoked_at__isnull=False)
-        | Q(created_at__lt=now - browser_ceiling)
-        | Q(contact__trust=Contact.Trust.VERIFIED, created_at__lt=now - verified_ceiling)
+        | Q(last_seen_at__lt=last_token - browser_ceiling)
+        | Q(contact__trust=Contact.Trust.VERIFIED, last_seen_at__lt=last_token - verified_ceiling)
     )
-    ids = Device.objects.filter(dead).order_by().values_list("pk", flat=True)
+    ids = (
+        Device.objects.filter(dead, conversations__isnull=True)
+        .order_by()
+        .values_list("pk", flat=True)
+    )
     if dry_run:
         return ids.count()
     pruned, batch = 0, []
@@ -574,6 +583,8 @@ def _lifetime_ceilings() -> tuple[timedelta, timedelta]:
 
 
 def _devices_delete(ids: list) -> int:
+    # Checked again as it deletes: a conversation opened on the device since the ids were read
+    # keeps it.
     with transaction.atomic():
-        _, deleted = Device.objects.filter(pk__in=ids).delete()
+        _, deleted = Device.objects.filter(pk__in=ids, conversations__isnull=True).delete()
     return deleted.get(Device._meta.label, 0)
