@@ -7,6 +7,7 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 
 from config.api import APIView
@@ -19,11 +20,23 @@ logger = logging.getLogger(__name__)
 _STATUS = inline_serializer("HealthStatus", {"status": serializers.CharField()})
 
 
+class AnyAccept(BaseContentNegotiation):
+    """JSON whatever the client's Accept says: a load balancer's probe that asks for text/plain
+    (or anything else) must see the service's state, never a 406 it would read as down."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class HealthzView(APIView):
     """The process is up; touches nothing else."""
 
     authentication_classes: list = []
     permission_classes: list = []
+    content_negotiation_class = AnyAccept
 
     @extend_schema(responses={200: _STATUS}, tags=["health"])
     def get(self, request):
@@ -44,6 +57,7 @@ class ReadyzView(APIView):
 
     authentication_classes: list = []
     permission_classes: list = []
+    content_negotiation_class = AnyAccept
     schema_current = False  # per process: every migration found applied once
 
     @extend_schema(responses={200: _STATUS, 503: _STATUS}, tags=["health"])

@@ -285,6 +285,22 @@ def test_readyz_logs_why_the_database_is_unavailable(client, monkeypatch, caplog
     assert "not ready: database unavailable: DatabaseError: down" in caplog.text
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+@pytest.mark.parametrize("accept", ["text/plain", "text/html", "application/xml"])
+def test_the_probes_answer_json_whatever_the_probe_accepts(client, path, accept):
+    response = client.get(path, HTTP_ACCEPT=accept)
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_other_routes_refuse_an_accept_they_cannot_serve_with_406(client):
+    response = client.get("/widget/config", HTTP_ACCEPT="application/xml")
+
+    assert response.status_code == 406
+    assert response.json()["error"]["code"] == "not_acceptable"
+
+
 def test_readyz_answers_head_with_its_503(client, monkeypatch):
     from django.db import DatabaseError
 

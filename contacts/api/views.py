@@ -26,7 +26,7 @@ from contacts.api.throttles import (
     AuthenticateUserKeyThrottle,
 )
 from identity import widget_cache
-from identity.api.access import api_key_scope_require
+from identity.api.access import ApiKeyScopePermission
 from identity.api.authentication import ApiKeyAuthentication
 from identity.api.throttles import OneRoundTripThrottlesMixin
 from identity.models import ApiKey
@@ -123,7 +123,8 @@ class WidgetServerViewSet(ViewSet):
     """Server-to-server: the customer's backend vouches for a user with a scoped org API key."""
 
     authentication_classes = [ApiKeyAuthentication]
-    permission_classes: list = []
+    permission_classes = [ApiKeyScopePermission]
+    required_scope = ApiKey.Scope.WIDGET_AUTHENTICATE
 
     @extend_schema(
         request=AuthenticateUserInputSerializer,
@@ -143,7 +144,7 @@ class WidgetServerViewSet(ViewSet):
         throttle_classes=[AuthenticateUserKeyThrottle],
     )
     def authenticate_user(self, request):
-        principal = api_key_scope_require(request.user, ApiKey.Scope.WIDGET_AUTHENTICATE)
+        principal = request.user  # an API key with the scope (ApiKeyScopePermission)
         data = AuthenticateUserInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data

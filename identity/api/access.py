@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from rest_framework.permissions import BasePermission
+
 from config.api import GenericViewSet
 from config.exceptions import Forbidden, NotFound, Unauthenticated
 from identity.api.authentication import AgentJWTAuthentication, ApiKeyAuthentication
@@ -82,3 +84,13 @@ def api_key_scope_require(principal, scope: str) -> ApiKeyPrincipal:
     if not principal.has_scope(scope):
         raise Forbidden()
     return principal
+
+
+class ApiKeyScopePermission(BasePermission):
+    """api_key_scope_require as the view's permission step, for `view.required_scope`: so a
+    caller who may not use the route is answered 401 or 403 before its body is read
+    (config.api parses the body after permissions and throttles)."""
+
+    def has_permission(self, request, view) -> bool:
+        api_key_scope_require(request.user, view.required_scope)
+        return True

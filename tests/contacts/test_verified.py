@@ -28,8 +28,10 @@ from identity.services import (
     signing_secret_create_shared,
 )
 from tests.concurrency import committed_elsewhere, in_parallel
+from tests.conftest import agent_access_token
 from tests.contacts.conftest import mint, widget_client
 from tests.factories import OrganizationFactory
+from tests.test_errors import post_raw
 
 pytestmark = pytest.mark.django_db
 
@@ -276,6 +278,31 @@ def test_a_key_without_the_scope_is_403(org):
     response = authenticate(backend(key_for(org, scopes=["contacts:read"])), {"email": "a@b.test"})
 
     assert response.status_code == 403
+    assert Contact.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"), [("{oops", "application/json"), ("hi", "text/plain")]
+)
+@pytest.mark.parametrize(
+    ("credentials", "status"),
+    [(None, 401), ("agent token", 401), ("key without the scope", 403)],
+)
+def test_a_caller_who_may_not_authenticate_users_hears_nothing_about_the_body(
+    org, agent_user, body, content_type, credentials, status
+):
+    # given (docs/api.md: credentials, then role and scope, then throttles, then the body)
+    client = APIClient()
+    if credentials == "agent token":
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_access_token(client, agent_user)}")
+    elif credentials == "key without the scope":
+        client = backend(key_for(org, scopes=("contacts:read",)))
+
+    # when
+    response = post_raw(client, "/widget/authenticate-user", body, content_type=content_type)
+
+    # then
+    assert response.status_code == status
     assert Contact.objects.count() == 0
 
 
