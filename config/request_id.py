@@ -82,7 +82,8 @@ class RequestIdMiddleware:
 
 
 def _org_id(request, status: int) -> str | None:
-    """The org the request acted on: its principal's, or the URL's once access was granted."""
+    """The org the request acted on: its principal's, or the URL's once access was granted (by an
+    org-scoped view's permission step, whatever the action answered then; else on success)."""
     user = request.__dict__.get("user")
     # An unevaluated lazy user means nothing authenticated; evaluating it would cost a query.
     if isinstance(user, LazyObject) and user._wrapped is empty:
@@ -90,6 +91,9 @@ def _org_id(request, status: int) -> str | None:
     org = getattr(user, "org", None)
     if org is not None:
         return str(org.pk)
+    granted = getattr(request, "org_access_granted", None)
+    if granted is not None:
+        return granted
     match = getattr(request, "resolver_match", None)
     org_id = match.kwargs.get("org_id") if match is not None else None
     return str(org_id) if org_id is not None and status < 400 else None

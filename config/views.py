@@ -31,7 +31,17 @@ class AnyAccept(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class HealthzView(APIView):
+class ProbeHeadMixin:
+    """HEAD, as load balancers probe, answers the GET's status and headers with no body: gunicorn
+    logs a warning for every body sent to a HEAD, which a probe every few seconds makes noise."""
+
+    def head(self, request, *args, **kwargs):
+        response = self.get(request, *args, **kwargs)
+        response.data = None
+        return response
+
+
+class HealthzView(ProbeHeadMixin, APIView):
     """The process is up; touches nothing else."""
 
     authentication_classes: list = []
@@ -43,7 +53,7 @@ class HealthzView(APIView):
         return Response({"status": "ok"})
 
 
-class ReadyzView(APIView):
+class ReadyzView(ProbeHeadMixin, APIView):
     """Ready to serve: the database answers and holds this code's schema, and the shared cache
     answers.
 

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
+from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -14,7 +15,7 @@ from rest_framework.exceptions import PermissionDenied
 
 from config.exceptions import exception_handler
 from config.parsers import json_loads_strict
-from config.views import ReadyzView
+from config.views import HealthzView, ReadyzView
 
 pytestmark = pytest.mark.django_db
 
@@ -299,6 +300,16 @@ def test_other_routes_refuse_an_accept_they_cannot_serve_with_406(client):
 
     assert response.status_code == 406
     assert response.json()["error"]["code"] == "not_acceptable"
+
+
+@pytest.mark.parametrize("view", [HealthzView, ReadyzView])
+def test_the_probes_send_no_body_to_head_themselves(view):
+    # Django's test client drops a HEAD's body itself; gunicorn warns for every one it is sent
+    response = view.as_view()(RequestFactory().head("/probe"))
+    response.render()
+
+    assert response.status_code == 200
+    assert response.content == b""
 
 
 def test_readyz_answers_head_with_its_503(client, monkeypatch):

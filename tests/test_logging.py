@@ -207,6 +207,25 @@ def test_an_org_asked_for_but_refused_is_not_logged_as_the_callers(caplog, org, 
     assert (record.status, record.org_id) == (403, None)
 
 
+@pytest.mark.parametrize(
+    "query", ["/contacts/00000000-0000-0000-0000-000000000000", "/contacts?trust=bad"]
+)
+def test_a_refusal_after_access_was_granted_is_logged_with_the_org(
+    caplog, org, agent_client, query
+):
+    # given: a member of the org, whose request the action then refuses (docs audit: these were
+    # logged with a null org, so filtering by org hid the failed requests)
+    caplog.set_level(logging.INFO)
+
+    # when
+    response = agent_client.get(f"/api/v1/orgs/{org.id}{query}")
+
+    # then
+    [record] = access_records(caplog)
+    assert response.status_code in (400, 404)
+    assert (record.status, record.org_id) == (response.status_code, str(org.id))
+
+
 def test_a_widget_request_is_logged_with_the_widget_org(caplog, org):
     caplog.set_level(logging.INFO)
 

@@ -75,6 +75,9 @@ class OrgScopedViewSet(GenericViewSet):
             # OPTIONS "metadata", which we do not serve (DEFAULT_METADATA_CLASS is None).
             method_allowed=self.action not in (None, "metadata"),
         )
+        # For the access log (config.request_id): the org this request was let act on, even
+        # when the action then answers 4xx (an unknown contact, a bad filter).
+        request._request.org_access_granted = str(self.access.org.pk)
 
 
 def api_key_scope_require(principal, scope: str) -> ApiKeyPrincipal:
