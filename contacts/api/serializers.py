@@ -102,12 +102,24 @@ class TiledeskVisitorSignInOutputSerializer(serializers.Serializer):
 
 
 class HttpActionOverridesSerializer(FieldsOnceSerializer):
-    """OpenCX's overrides for integrations' HTTP actions: stored, never used for identity."""
+    """OpenCX's overrides for integrations' HTTP actions: stored, never used for identity.
+
+    The object replaces the stored one whole, so a key it does not know is refused: dropped
+    silently, a typo (`query_param`) would store an empty object over the customer's overrides.
+    """
 
     query_params = CustomDataField(required=False)
     path_params = CustomDataField(required=False)
     body_params = CustomDataField(required=False)
     headers = CustomDataField(required=False)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
+            raise serializers.ValidationError(
+                f"Unknown keys {', '.join(unknown)}: it takes query_params, path_params, "
+                "body_params and headers."
+            )
+        return super().to_internal_value(data)
 
 
 class AuthenticateUserInputSerializer(FieldsOnceSerializer):

@@ -193,6 +193,23 @@ def test_a_custom_data_key_sent_as_null_is_removed(org):
     assert Contact.objects.get().custom_data == {"b": 1}
 
 
+def test_http_action_overrides_with_an_unknown_key_are_a_400_and_keep_the_stored_ones(org):
+    # given: overrides stored by an earlier sign-in
+    client = backend(key_for(org))
+    stored = {"query_params": {"shop": "eu"}}
+    authenticate(client, {"email": "a@shop.test", "http_action_overrides": stored})
+
+    # when: a typo, which would have replaced them with an empty object
+    response = authenticate(
+        client, {"email": "a@shop.test", "http_action_overrides": {"query_param": {"shop": "us"}}}
+    )
+
+    # then
+    assert response.status_code == 400
+    assert "query_param" in response.json()["error"]["fields"]["http_action_overrides"][0]
+    assert Contact.objects.get().http_action_overrides == stored
+
+
 def test_an_unverified_visitor_with_the_same_email_is_never_merged(org):
     # given: a visitor typed the email first
     visitor = mint(widget_client(org), {"email": "vip@shop.test"}).json()
