@@ -64,7 +64,10 @@ def _membership(request) -> Membership | None:
         except ValueError as exc:
             raise Http404 from exc
         membership = _found(membership_for, user=request.user, org_id=org_id)
-        request.session[ORG_SESSION_KEY] = str(org_id)
+        # Only a change is saved: assigning the same value would write the session row on every
+        # page (and slide the sign-in's 12 hours along with it).
+        if request.session.get(ORG_SESSION_KEY) != str(org_id):
+            request.session[ORG_SESSION_KEY] = str(org_id)
         return membership
     remembered = request.session.get(ORG_SESSION_KEY)
     if remembered:

@@ -175,6 +175,19 @@ def test_agent_of_several_orgs_switches_org(console, agent_user, other_org):
     assert console.session["console_org_id"] == str(other_org.pk)
 
 
+def test_naming_the_org_already_chosen_does_not_write_the_session(console, org):
+    # given: the org chosen once
+    console.get(f"/console/?org={org.pk}")
+
+    # when: every page after names it again, as the console's links do
+    with CaptureQueriesContext(connection) as queries:
+        assert console.get(f"/console/?org={org.pk}").status_code == 200
+
+    # then: no session row written (it slid the sign-in's 12 hours on every page)
+    writes = [q["sql"] for q in queries.captured_queries if "django_session" in q["sql"]]
+    assert not [sql for sql in writes if not sql.lstrip().upper().startswith("SELECT")]
+
+
 def test_another_orgs_conversation_and_contact_are_404(console, org, other_org):
     # given
     contact = verified_contact(other_org)
