@@ -218,7 +218,9 @@ def _browser_details_apply(
         contact.non_verified_custom_data = merged
     _contact_seen(contact, now)
     method = method if contact.trust == Contact.Trust.NON_VERIFIED else AuthMethod.ANONYMOUS
-    if first_visit or has_details or custom_data:
+    # senderAuthInfo says how the identity (name, email) was given: custom data alone names no
+    # one, so a page's customData must not relabel a form's answers as the page's.
+    if first_visit or has_details:
         contact.sender_auth_info = sender_auth_info_build(contact=contact, method=method)
 
 

@@ -326,6 +326,21 @@ def test_page_given_details_are_recorded_as_browser(widget):
     assert Contact.objects.get().sender_auth_info["method"] == "browser"
 
 
+def test_custom_data_alone_does_not_relabel_how_the_identity_was_given(widget):
+    # given: the visitor answered the form
+    first = mint(widget, {"name": "Jo", "email": "jo@b.test", "method": "collect_form"}).json()
+    before = Contact.objects.get().sender_auth_info
+
+    # when: the page later passes custom data only (decisions audit)
+    mint(widget, {"customData": {"plan": "gold"}, "method": "browser"}, token=first["token"])
+
+    # then
+    contact = Contact.objects.get()
+    assert contact.non_verified_custom_data == {"plan": "gold"}
+    assert contact.sender_auth_info == before
+    assert before["method"] == "collect_form"
+
+
 def test_reuse_upgrades_anonymous_to_non_verified_and_merges_custom_data(widget):
     # given
     first = mint(widget, {"customData": {"a": 1, "b": 1}}).json()
