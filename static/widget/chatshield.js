@@ -25,7 +25,7 @@
   'use strict';
   if (global.ChatShield && global.ChatShield.version) return;
 
-  const VERSION = '1.1.1';
+  const VERSION = '1.1.2';
   const POLL_MS = 3000;
   const CONFIG_RETRY_MS = [3000, 60000]; // first and longest wait before asking for the config again
   const LOCK_WAIT_MS = 10000; // longest wait for another tab's sign-in (acrossTabs) before going on alone
@@ -1006,8 +1006,12 @@
       stopPolling();
       await serial(noop).catch(noop); // a mint in flight lands first, and is revoked below
       const token = s.token || (user.token ? bareToken(user.token) : null);
-      if (token) {
-        try { await request('POST', '/widget/logout', {token}); } catch (e) { /* revoking is best effort */ }
+      // A verified visitor's browser may still hold the device token an adoption failed to take
+      // over (a 429 or 5xx keeps it for the next try): it is revoked too, not only forgotten.
+      const device = store ? store.get('token') : null;
+      for (const t of new Set([token, device])) {
+        if (!t) continue;
+        try { await request('POST', '/widget/logout', {token: t}); } catch (e) { /* revoking is best effort */ }
       }
       if (s.dead) return;
       if (store) STORED.forEach(store.del);

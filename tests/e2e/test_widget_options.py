@@ -405,6 +405,46 @@ def test_a_failed_first_config_load_is_tried_again_while_the_widget_is_open(
     assert Message.objects.get().conversation.org_id == shop.pk
 
 
+def test_a_verified_logout_also_revokes_the_device_token_a_failed_adoption_left(
+    new_page, live_server
+):
+    # given: a guest's visit, then the customer signs in while the adoption fails (a 503)
+    shop = OrganizationFactory()
+    page = blank_page(new_page)
+    embed(page, live_server, shop.widget_token)
+    page.get_by_test_id("cs-new-conversation").click()
+    send(page, "Hello as a guest")
+    guest = Device.objects.get()
+    device_token = stored(page)[f"chatshield:{shop.pk}:token"]
+    issued = contact_verified_sign_in(
+        org=shop,
+        profile=VerifiedProfile(email="ada@example.com", name="Ada Lovelace"),
+        proof=VerifiedProof(method="api_key", key_id="csk_test"),
+    )
+    page.goto("/healthz")
+    page.route(
+        "**/widget/contacts/adopt",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"code": "service_unavailable", "message": "Try again."}}',
+        ),
+    )
+    with page.expect_response(lambda response: response.url.endswith("/widget/contacts/adopt")):
+        embed(page, live_server, shop.widget_token, INLINE + f", user: {{token: '{issued.token}'}}")
+    page.evaluate("() => ChatShield.ready")
+    assert stored(page)[f"chatshield:{shop.pk}:token"] == device_token  # kept for the next try
+
+    # when: the customer logs out on this shared computer
+    page.evaluate("() => ChatShield.logout()")
+
+    # then: the verified token and the guest's device token are both revoked, not only forgotten
+    guest.refresh_from_db()
+    assert guest.revoked_at is not None
+    assert Device.objects.get(pk=issued.device.pk).revoked_at is not None
+    assert f"chatshield:{shop.pk}:token" not in stored(page)
+
+
 def test_a_logout_before_the_config_arrives_still_forgets_the_device(new_page, live_server):
     # given: a returning visitor whose widget could not load its config yet
     shop = OrganizationFactory()
