@@ -94,6 +94,27 @@ def json_size(value) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
+def entry_shown(entry) -> str:
+    """A client's value quoted in an error message, cut short: never the whole of a long one."""
+    if isinstance(entry, str):
+        return repr(entry if len(entry) <= 100 else f"{entry[:100]}…")
+    shown = json.dumps(entry)
+    return shown if len(shown) <= 40 else f"{shown[:40]}…"
+
+
+def unknown_keys_refuse(data: dict, *, known) -> None:
+    """Raise a ValidationError naming the first key of `data` not in `known` (cut short) and how
+    many more there are, for an object whose keys are a fixed set."""
+    unknown = [key for key in data if key not in known]
+    if unknown:
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        *others, last = known
+        listed = f"{', '.join(others)} and {last}" if others else last
+        raise serializers.ValidationError(
+            f"Unknown key {entry_shown(unknown[0])}{more}; the known keys are {listed}."
+        )
+
+
 def check_custom_data(value) -> list[str]:
     """The SPEC §5 limits for custom data; returns the problems, empty when it fits."""
     problems = []

@@ -9,6 +9,7 @@ from config.fields import (
     StrictEmailField,
     StrictURLField,
     UtcDateTimeField,
+    unknown_keys_refuse,
 )
 from config.serializers import FieldsOnceSerializer
 from contacts.services import FULL_NAME_TOO_LONG, MAX_NAME_LENGTH, AuthMethod, full_name
@@ -114,11 +115,8 @@ class HttpActionOverridesSerializer(FieldsOnceSerializer):
     headers = CustomDataField(required=False)
 
     def to_internal_value(self, data):
-        if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
-            raise serializers.ValidationError(
-                f"Unknown keys {', '.join(unknown)}: it takes query_params, path_params, "
-                "body_params and headers."
-            )
+        if isinstance(data, dict):
+            unknown_keys_refuse(data, known=self.fields)
         return super().to_internal_value(data)
 
 

@@ -1,7 +1,6 @@
 """Operators' widget settings: /api/v1/orgs/{org}/widget-settings and token rotation."""
 
 import ipaddress
-import json
 import re
 from datetime import timedelta
 
@@ -11,7 +10,12 @@ from rest_framework.decorators import action
 from rest_framework.fields import empty
 from rest_framework.response import Response
 
-from config.fields import StrictBooleanField, StrictCharField
+from config.fields import (
+    StrictBooleanField,
+    StrictCharField,
+    entry_shown,
+    unknown_keys_refuse,
+)
 from config.http import client_ip
 from identity import services
 from identity.api.access import OrgScopedViewSet
@@ -161,13 +165,6 @@ class OriginField(StrictCharField):
         return host
 
 
-def _entry_shown(entry) -> str:
-    if isinstance(entry, str):
-        return repr(entry if len(entry) <= 100 else f"{entry[:100]}…")
-    shown = json.dumps(entry)
-    return shown if len(shown) <= 40 else f"{shown[:40]}…"
-
-
 class AllowedOriginsField(serializers.ListField):
     """At most MAX_ALLOWED_ORIGINS origins, normalised, duplicates dropped (first kept); each
     refused entry is named in the one `allowedOrigins` error."""
@@ -189,7 +186,7 @@ class AllowedOriginsField(serializers.ListField):
             try:
                 origins.append(self.child.run_validation(entry))
             except serializers.ValidationError as exc:
-                problems.extend(f"{_entry_shown(entry)}: {message}" for message in exc.detail)
+                problems.extend(f"{entry_shown(entry)}: {message}" for message in exc.detail)
         if problems:
             raise serializers.ValidationError(problems)
         return list(dict.fromkeys(origins))
@@ -230,13 +227,7 @@ class ThemeField(serializers.Field):
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             self.fail("not_an_object")
-        unknown = [key for key in data if key not in THEME_FIELDS]
-        if unknown:
-            more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
-            known = " and ".join(THEME_FIELDS)
-            raise serializers.ValidationError(
-                f"Unknown key {_entry_shown(unknown[0])}{more}; the known keys are {known}."
-            )
+        unknown_keys_refuse(data, known=THEME_FIELDS)
         theme, problems = {}, []
         for key, value in data.items():
             try:
