@@ -706,9 +706,9 @@ class MembershipForm(forms.ModelForm):
         # has an account elsewhere on the instance.
         if user is None or not self._may_add(user):
             raise ValidationError(MEMBER_NOT_ADDABLE)
-        if not user.is_staff and Membership.objects.filter(user=user).exists():
-            # Cut off by a superuser (every membership out of force): adding one more would
-            # change nothing, and must not look as if it had given access back.
+        if services.account_cut_off(user):
+            # Adding one more membership would change nothing, and must not look as if it had
+            # given access back.
             raise ValidationError(MEMBER_TURNED_OFF)
         return user
 

@@ -173,6 +173,12 @@ def org_owner_ids(*, org_id, lock: bool = False) -> set:
     )
 
 
+def account_cut_off(user: User) -> bool:
+    """Whether a superuser cut `user` off: a member of some organization who is not staff, which
+    ends every membership's force at once. Only a superuser turns them back on."""
+    return not user.is_staff and Membership.objects.filter(user=user).exists()
+
+
 @transaction.atomic
 def membership_set(
     *, user: User, org: Organization, role: str, actor_user: User | None = None, ip: str = ""
@@ -190,7 +196,7 @@ def membership_set(
     owners = org_owner_ids(org_id=org.pk, lock=True)
     if role != Membership.Role.OWNER and owners == {user.pk}:
         raise LastOwner()
-    if not user.is_staff and not Membership.objects.filter(user=user).exists():
+    if not user.is_staff and not account_cut_off(user):
         user.is_staff = True
         user.save(update_fields=["is_staff"])
     # Read once: the org row's lock (above) makes membership writes in this org take turns.
