@@ -76,14 +76,14 @@ class RequestIdMiddleware:
                 "status": status,
                 "duration_ms": duration_ms,
                 "client_ip": client_ip(request),
-                "org_id": _org_id(request, status),
+                "org_id": _org_id(request),
             },
         )
 
 
-def _org_id(request, status: int) -> str | None:
-    """The org the request acted on: its principal's, or the URL's once access was granted (by an
-    org-scoped view's permission step, whatever the action answered then; else on success)."""
+def _org_id(request) -> str | None:
+    """The org the request acted on: its principal's, or the URL's once an org-scoped view's
+    permission step granted access to it (identity.api.access), whatever the action answered."""
     user = request.__dict__.get("user")
     # An unevaluated lazy user means nothing authenticated; evaluating it would cost a query.
     if isinstance(user, LazyObject) and user._wrapped is empty:
@@ -91,9 +91,4 @@ def _org_id(request, status: int) -> str | None:
     org = getattr(user, "org", None)
     if org is not None:
         return str(org.pk)
-    granted = getattr(request, "org_access_granted", None)
-    if granted is not None:
-        return granted
-    match = getattr(request, "resolver_match", None)
-    org_id = match.kwargs.get("org_id") if match is not None else None
-    return str(org_id) if org_id is not None and status < 400 else None
+    return getattr(request, "org_access_granted", None)
