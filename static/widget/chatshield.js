@@ -337,7 +337,7 @@
         if (s.token) return null;
         if (s.mode === 'verified' || s.expired) throw expiredError();
         if (s.signinRequired) throw apiError(403, 'verification_required', 'Please sign in to chat.');
-        return identityTurn(null, () => (useStoredToken(null) ? null : mint(baseDetails())));
+        return storedOrMinted(null);
       });
     }
 
@@ -347,6 +347,12 @@
     // up to STORAGE_SETTLE_MS to show before it signs in anew.
     function identityTurn(used, fn) {
       return acrossTabs(storeName + 'identity', (waited) => (waited ? tokenArrival(used) : Promise.resolve()).then(fn));
+    }
+
+    // A browser identity, in this tab's turn: the stored token when it is good and not `used`,
+    // else a mint presenting the token held.
+    function storedOrMinted(used) {
+      return identityTurn(used, () => (useStoredToken(used) ? null : mint(baseDetails())));
     }
 
     function tokenArrival(used) {
@@ -394,7 +400,7 @@
       return serial(async () => {
         if (s.token && s.token !== used) return; // another call already replaced it
         if (s.mode !== 'verified') {
-          await identityTurn(used, () => (useStoredToken(used) ? null : mint(baseDetails())));
+          await storedOrMinted(used);
           return;
         }
         let fresh = null;
