@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import NotSupportedError, connections, transaction
+from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import CharField, Expression, Field, Model, QuerySet
 from django.db.transaction import TransactionManagementError
 
@@ -97,11 +98,45 @@ _ALL = "all"
 
 
 def _execute(connection, sql: str, params: list, *, fetch: bool | str):
-    with connection.cursor() as cursor, prepared(connection):
+    cursor = statement_cursor(connection)
+    with prepared(connection):
         cursor.execute(sql, params)
         if fetch == _ALL:
             return cursor.fetchall()
         return cursor.fetchone() if fetch else None
+
+
+# Where `statement_cursor` keeps a connection's cursor: on Django's per-thread connection object.
+_STATEMENT_CURSOR = "_precompiled_statement_cursor"
+
+
+def statement_cursor(connection):
+    """Django's cursor for these fixed statements, made once per database connection.
+
+    Making a cursor (`connection.cursor()`) for each statement cost about a tenth of the
+    `/widget/me` request's own work (docs/PERFORMANCE.md). Each of these statements reads its
+    whole result before the next runs, so one cursor serves them all for as long as the
+    connection lives. What `connection.cursor()` does every time is still done every time: the
+    health check of a persistent connection, opening one where there is none, the thread check.
+    A new cursor is made once the connection was closed or replaced, and whenever query logging
+    was switched on or off (Django's debug cursor is what `CaptureQueriesContext` and
+    `DEBUG`'s `connection.queries` read). The statements still run through Django's cursor
+    wrapper, so its error mapping and `execute_wrapper` hooks apply as before.
+    """
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    cursor = getattr(connection, _STATEMENT_CURSOR, None)
+    if (
+        cursor is None
+        or cursor.cursor.connection is not connection.connection
+        or getattr(cursor.cursor, "closed", False)
+        or isinstance(cursor, CursorDebugWrapper) != connection.queries_logged
+    ):
+        cursor = connection.cursor()
+        setattr(connection, _STATEMENT_CURSOR, cursor)
+    else:
+        connection.validate_thread_sharing()
+    return cursor
 
 
 # Appended to a statement's RETURNING list: the statement's own transaction commits without

@@ -4,11 +4,20 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, NotSupportedError, connection, transaction
+from django.db import (
+    IntegrityError,
+    NotSupportedError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
+from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import Model
 from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
 
-from config.precompiled import InsertAndUpdate, RowsInsert, RowVersion
+from config.precompiled import InsertAndUpdate, RowsInsert, RowVersion, statement_cursor
 from contacts.models import Contact, Device
 from contacts.selectors import _PRINCIPAL_ROW
 from conversations.models import Conversation, Message
@@ -392,3 +401,101 @@ def test_inside_a_transaction_the_stale_statement_fails_once_then_is_forgotten(
 
     # then: the rollback dropped the prepared statements, so the next lookup prepares afresh
     assert _PRINCIPAL_ROW.fetch(device.pk, device.org_id, device.contact_id) is not None
+
+
+# --- one cursor per connection ----------------------------------------------------------------
+
+
+@pytest.fixture
+def cursors_made(monkeypatch) -> list:
+    """Each cursor Django makes on the default connection from here on."""
+    made = []
+    wrapper_class = type(connections["default"])
+    make = wrapper_class.cursor
+
+    def counted(wrapper):
+        made.append(make(wrapper))
+        return made[-1]
+
+    monkeypatch.setattr(wrapper_class, "cursor", counted)
+    return made
+
+
+def test_the_statements_share_one_cursor_while_the_connection_lives(cursors_made):
+    device = DeviceFactory()
+    key = (device.pk, device.org_id, device.contact_id)
+
+    _PRINCIPAL_ROW.fetch(*key)
+    made = len(cursors_made)
+
+    for _ in range(3):
+        assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+
+    assert len(cursors_made) == made
+    assert statement_cursor(connection) is statement_cursor(connection)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_closed_connection_gets_a_new_cursor_on_its_new_connection():
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        pytest.skip("Django keeps an in-memory SQLite database's one connection open")
+    device = DeviceFactory()
+    key = (device.pk, device.org_id, device.contact_id)
+    _PRINCIPAL_ROW.fetch(*key)
+    before = statement_cursor(connection)
+
+    connection.close()
+
+    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+    after = statement_cursor(connection)
+    assert after is not before
+    assert after.cursor.connection is connection.connection
+
+
+def test_switching_query_logging_on_and_off_switches_the_cursor(django_assert_num_queries):
+    device = DeviceFactory()
+    key = (device.pk, device.org_id, device.contact_id)
+    _PRINCIPAL_ROW.fetch(*key)
+    plain = statement_cursor(connection)
+    assert not isinstance(plain, CursorDebugWrapper)
+
+    # when: queries are captured, the statements are logged
+    with CaptureQueriesContext(connection) as captured:
+        _PRINCIPAL_ROW.fetch(*key)
+        _PRINCIPAL_ROW.fetch(*key)
+    assert len(captured) == 2
+    assert all('"contacts_device" d JOIN' in query["sql"] for query in captured)
+
+    # then: and once the capture is over, they are not
+    _PRINCIPAL_ROW.fetch(*key)
+    assert not isinstance(statement_cursor(connection), CursorDebugWrapper)
+    assert len(connection.queries_log) == 0 or connection.queries_log[-1] == captured[-1]
+
+
+def test_execute_wrappers_see_the_statements_on_the_shared_cursor():
+    device = DeviceFactory()
+    key = (device.pk, device.org_id, device.contact_id)
+    _PRINCIPAL_ROW.fetch(*key)
+    seen = []
+
+    def refuse(execute, sql, params, many, context):
+        seen.append(sql)
+        raise OperationalError("the database went away")
+
+    with connection.execute_wrapper(refuse), pytest.raises(OperationalError):
+        _PRINCIPAL_ROW.fetch(*key)
+
+    assert len(seen) == 1 and '"contacts_device" d JOIN' in seen[0]
+    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+
+
+def test_a_database_error_on_the_shared_cursor_is_djangos_and_the_cursor_serves_on(org):
+    contact, device = new_identity(org)
+    NEW_IDENTITY.insert(contact, device)
+
+    # when: the same primary keys again, inside a transaction that survives the error
+    with pytest.raises(IntegrityError), transaction.atomic():
+        NEW_IDENTITY.insert(*new_identity(org, id=contact.pk))
+
+    # then: the next statement runs on the same cursor
+    assert _PRINCIPAL_ROW.fetch(device.pk, org.pk, contact.pk)[0].pk == device.pk

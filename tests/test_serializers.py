@@ -16,7 +16,11 @@ import identity.api.serializers
 from config.fields import UtcDateTimeField
 from config.serializers import FieldsOnceSerializer
 from contacts.api.agents import ContactListItemOutputSerializer
-from contacts.api.serializers import AuthenticateUserInputSerializer, UnverifiedOutputSerializer
+from contacts.api.serializers import (
+    AuthenticateUserInputSerializer,
+    MeOutputSerializer,
+    UnverifiedOutputSerializer,
+)
 from contacts.models import Contact
 from contacts.selectors import CONTACT_LIST_FIELDS
 from conversations.api.serializers import SessionOutputSerializer, WithLastMessageSerializer
@@ -183,6 +187,26 @@ def test_the_contact_list_item_is_what_drf_renders_from_its_fields(verified):
         last_seen_at=seen,
     )
     serializer = ContactListItemOutputSerializer()
+
+    direct = serializer.to_representation(contact)
+    generic = serializers.Serializer.to_representation(serializer, contact)
+
+    assert list(direct.items()) == list(generic.items())
+
+
+@pytest.mark.parametrize(
+    ("trust", "name", "email"),
+    [
+        ("anonymous", "", ""),
+        ("non_verified", "Zoë", "zoe@wood.test"),
+        ("verified", "Robin", "r@x.test"),
+    ],
+)
+def test_the_me_body_is_what_drf_renders_from_its_fields(trust, name, email):
+    # MeOutputSerializer builds its body directly; DRF's generic rendering of the same declared
+    # fields must give the same keys, in the same order, with the same values.
+    contact = Contact(id=uuid.uuid4(), trust=trust, name=name, email=email)
+    serializer = MeOutputSerializer()
 
     direct = serializer.to_representation(contact)
     generic = serializers.Serializer.to_representation(serializer, contact)
