@@ -624,7 +624,10 @@ def costs_attach(results: list[Result], *, env: dict[str, str], tmp: Path, calls
         )
     )
     command = [sys.executable, str(BENCH / "cost.py"), str(spec), str(calls)]
-    if env.get("BENCH_PYSPY"):
+    callgrind = tmp / "callgrind.out"
+    if env.get("BENCH_CALLGRIND"):
+        command = callgrind_command(callgrind, command)
+    elif env.get("BENCH_PYSPY"):
         # Sampling profile of the cost run (py-spy, no tracing overhead): collapsed stacks.
         spy = Path(sys.executable).with_name("py-spy")
         record = [str(spy), "record", "--nonblocking", "-r", "1000", "-f", "raw"]
@@ -639,11 +642,52 @@ def costs_attach(results: list[Result], *, env: dict[str, str], tmp: Path, calls
         )
     # The costs are the last JSON line (py-spy, when it wraps the run, prints after it).
     costs_line = next(line for line in reversed(output.splitlines()) if line.startswith("["))
-    by_name = {cost["name"]: cost for cost in json.loads(costs_line)}
+    costs = json.loads(costs_line)
+    if env.get("BENCH_CALLGRIND"):
+        instructions = callgrind_totals(callgrind, len(costs))
+        for cost, total in zip(costs, instructions, strict=True):
+            # CPU time under valgrind says nothing about the route; its instructions do.
+            cost["cpu_ms"] = None
+            cost["instructions"] = total / calls
+        instructions_print(costs)
+    by_name = {cost["name"]: cost for cost in costs}
     for result in measured:
         cost = by_name.get(result.route.name)
         if cost:
             result.cpu_ms, result.queries = cost["cpu_ms"], cost["queries"]
+
+
+def callgrind_command(out: Path, command: list[str]) -> list[str]:
+    """`command` under callgrind, counting instructions only inside `operator.call` and writing
+    the count of each such call to a part of its own (`out.1`, `out.2`, …)."""
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--collect-atstart=no",
+        "--toggle-collect=_operator_call",
+        "--dump-after=_operator_call",
+        f"--callgrind-out-file={out}",
+        *command,
+    ]
+
+
+def callgrind_totals(out: Path, parts: int) -> list[int]:
+    """The instructions callgrind counted in each of its `parts` dumps (`out.1`, `out.2`, …)."""
+    totals = []
+    for part in range(1, parts + 1):
+        text = Path(f"{out}.{part}").read_text()
+        line = next(line for line in text.splitlines() if line.startswith("totals:"))
+        totals.append(int(line.split()[1]))
+    return totals
+
+
+def instructions_print(costs: list[dict]) -> None:
+    """Each route's instructions per in-process request, and their multiple of the baseline's."""
+    floor = next((c["instructions"] for c in costs if c["name"].startswith("baseline")), None)
+    sys.stdout.write("\n[bench] instructions per in-process request (callgrind)\n")
+    for cost in costs:
+        times = f"  {cost['instructions'] / floor:.2f} x baseline" if floor else ""
+        sys.stdout.write(f"  {cost['name']:<40} {cost['instructions']:>12,.0f}{times}\n")
 
 
 def wrk(cmd: list[str], seconds: int) -> dict:
