@@ -3,6 +3,7 @@
 import base64
 import json
 from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
 from django.utils import timezone
@@ -151,6 +152,31 @@ def test_history_refuses_an_invalid_cursor_with_400(anonymous, cursor):
     assert response.json() == {
         "error": {"code": "invalid_cursor", "message": "The cursor is not valid."}
     }
+
+
+@pytest.mark.parametrize("external_id", ["x" * 256, "a\x00b"])
+def test_history_and_posting_refuse_a_bad_external_id_and_post_nothing(anonymous, external_id):
+    conversation = ConversationFactory(contact=anonymous.contact, device=anonymous.device)
+    query = f"?externalId={quote(external_id)}"
+
+    listed = anonymous.client.get(f"/widget/sessions{query}")
+    posted = anonymous.client.post(
+        f"/widget/sessions/{conversation.id}/messages{query}", {"text": "hi"}, format="json"
+    )
+
+    for response in (listed, posted):
+        assert response.status_code == 400
+        assert list(response.json()["error"]["fields"]) == ["externalId"]
+    assert not Message.objects.exists()
+
+
+def test_an_empty_external_id_is_no_external_id(anonymous):
+    ConversationFactory(contact=anonymous.contact, device=anonymous.device, external_id="")
+
+    response = anonymous.client.get("/widget/sessions?externalId=")
+
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 1
 
 
 # --- opening ---------------------------------------------------------------------------------
