@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import NotSupportedError, connections, transaction
-from django.db.backends.utils import CursorDebugWrapper
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import CharField, Expression, Field, Model, QuerySet
 from django.db.transaction import TransactionManagementError
 
@@ -99,18 +99,25 @@ _ALL = "all"
 
 def _execute(connection, sql: str, params: list, *, fetch: bool | str):
     cursor = statement_cursor(connection)
+    if cursor is None:
+        with connection.cursor() as cursor, prepared(connection):
+            return _run(cursor, sql, params, fetch=fetch)
     with prepared(connection):
-        cursor.execute(sql, params)
-        if fetch == _ALL:
-            return cursor.fetchall()
-        return cursor.fetchone() if fetch else None
+        return _run(cursor, sql, params, fetch=fetch)
+
+
+def _run(cursor, sql: str, params: list, *, fetch: bool | str):
+    cursor.execute(sql, params)
+    if fetch == _ALL:
+        return cursor.fetchall()
+    return cursor.fetchone() if fetch else None
 
 
 # Where `statement_cursor` keeps a connection's cursor: on Django's per-thread connection object.
 _STATEMENT_CURSOR = "_precompiled_statement_cursor"
 
 
-def statement_cursor(connection):
+def statement_cursor(connection) -> CursorWrapper | None:
     """Django's cursor for these fixed statements, made once per database connection.
 
     Making a cursor (`connection.cursor()`) for each statement cost about a tenth of the
@@ -122,7 +129,13 @@ def statement_cursor(connection):
     was switched on or off (Django's debug cursor is what `CaptureQueriesContext` and
     `DEBUG`'s `connection.queries` read). The statements still run through Django's cursor
     wrapper, so its error mapping and `execute_wrapper` hooks apply as before.
+
+    None where several threads share the connection (Django's live test server on an in-memory
+    SQLite database): two threads may not use one cursor at once, so each statement makes its
+    own there. Outside tests a connection belongs to one thread.
     """
+    if connection.allow_thread_sharing:
+        return None
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     cursor = getattr(connection, _STATEMENT_CURSOR, None)

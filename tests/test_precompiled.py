@@ -499,3 +499,21 @@ def test_a_database_error_on_the_shared_cursor_is_djangos_and_the_cursor_serves_
 
     # then: the next statement runs on the same cursor
     assert _PRINCIPAL_ROW.fetch(device.pk, org.pk, contact.pk)[0].pk == device.pk
+
+
+def test_a_connection_shared_by_threads_gets_a_cursor_per_statement(cursors_made):
+    # Django's live test server shares an in-memory SQLite connection with the test's thread;
+    # two threads may not use one cursor at once.
+    device = DeviceFactory()
+    key = (device.pk, device.org_id, device.contact_id)
+    connection.inc_thread_sharing()
+    try:
+        assert statement_cursor(connection) is None
+        made = len(cursors_made)
+
+        for _ in range(2):
+            assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+    finally:
+        connection.dec_thread_sharing()
+
+    assert len(cursors_made) == made + 2
