@@ -421,40 +421,40 @@ def cursors_made(monkeypatch) -> list:
     return made
 
 
-def test_the_statements_share_one_cursor_while_the_connection_lives(cursors_made):
+@pytest.fixture
+def key() -> tuple:
+    """The principal lookup's values for a device of a new contact."""
     device = DeviceFactory()
-    key = (device.pk, device.org_id, device.contact_id)
+    return device.pk, device.org_id, device.contact_id
 
+
+def test_the_statements_share_one_cursor_while_the_connection_lives(cursors_made, key):
     _PRINCIPAL_ROW.fetch(*key)
     made = len(cursors_made)
 
     for _ in range(3):
-        assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+        assert _PRINCIPAL_ROW.fetch(*key)[0].pk == key[0]
 
     assert len(cursors_made) == made
     assert statement_cursor(connection) is statement_cursor(connection)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_closed_connection_gets_a_new_cursor_on_its_new_connection():
+def test_a_closed_connection_gets_a_new_cursor_on_its_new_connection(key):
     if connection.vendor == "sqlite" and connection.is_in_memory_db():
         pytest.skip("Django keeps an in-memory SQLite database's one connection open")
-    device = DeviceFactory()
-    key = (device.pk, device.org_id, device.contact_id)
     _PRINCIPAL_ROW.fetch(*key)
     before = statement_cursor(connection)
 
     connection.close()
 
-    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == key[0]
     after = statement_cursor(connection)
     assert after is not before
     assert after.cursor.connection is connection.connection
 
 
-def test_switching_query_logging_on_and_off_switches_the_cursor(django_assert_num_queries):
-    device = DeviceFactory()
-    key = (device.pk, device.org_id, device.contact_id)
+def test_switching_query_logging_on_and_off_switches_the_cursor(key):
     _PRINCIPAL_ROW.fetch(*key)
     plain = statement_cursor(connection)
     assert not isinstance(plain, CursorDebugWrapper)
@@ -467,14 +467,13 @@ def test_switching_query_logging_on_and_off_switches_the_cursor(django_assert_nu
     assert all('"contacts_device" d JOIN' in query["sql"] for query in captured)
 
     # then: and once the capture is over, they are not
+    logged = len(connection.queries_log)
     _PRINCIPAL_ROW.fetch(*key)
     assert not isinstance(statement_cursor(connection), CursorDebugWrapper)
-    assert len(connection.queries_log) == 0 or connection.queries_log[-1] == captured[-1]
+    assert len(connection.queries_log) == logged
 
 
-def test_execute_wrappers_see_the_statements_on_the_shared_cursor():
-    device = DeviceFactory()
-    key = (device.pk, device.org_id, device.contact_id)
+def test_execute_wrappers_see_the_statements_on_the_shared_cursor(key):
     _PRINCIPAL_ROW.fetch(*key)
     seen = []
 
@@ -486,12 +485,13 @@ def test_execute_wrappers_see_the_statements_on_the_shared_cursor():
         _PRINCIPAL_ROW.fetch(*key)
 
     assert len(seen) == 1 and '"contacts_device" d JOIN' in seen[0]
-    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == key[0]
 
 
 def test_a_database_error_on_the_shared_cursor_is_djangos_and_the_cursor_serves_on(org):
     contact, device = new_identity(org)
     NEW_IDENTITY.insert(contact, device)
+    shared = statement_cursor(connection)
 
     # when: the same primary keys again, inside a transaction that survives the error
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -499,20 +499,19 @@ def test_a_database_error_on_the_shared_cursor_is_djangos_and_the_cursor_serves_
 
     # then: the next statement runs on the same cursor
     assert _PRINCIPAL_ROW.fetch(device.pk, org.pk, contact.pk)[0].pk == device.pk
+    assert statement_cursor(connection) is shared
 
 
-def test_a_connection_shared_by_threads_gets_a_cursor_per_statement(cursors_made):
+def test_a_connection_shared_by_threads_gets_a_cursor_per_statement(cursors_made, key):
     # Django's live test server shares an in-memory SQLite connection with the test's thread;
     # two threads may not use one cursor at once.
-    device = DeviceFactory()
-    key = (device.pk, device.org_id, device.contact_id)
     connection.inc_thread_sharing()
     try:
         assert statement_cursor(connection) is None
         made = len(cursors_made)
 
         for _ in range(2):
-            assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+            assert _PRINCIPAL_ROW.fetch(*key)[0].pk == key[0]
     finally:
         connection.dec_thread_sharing()
 
