@@ -8,6 +8,7 @@ from django.db import (
     IntegrityError,
     NotSupportedError,
     OperationalError,
+    close_old_connections,
     connection,
     connections,
     transaction,
@@ -17,11 +18,13 @@ from django.db.models import Model
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
+from config import precompiled
 from config.precompiled import InsertAndUpdate, RowsInsert, RowVersion, statement_cursor
 from contacts.models import Contact, Device
 from contacts.selectors import _PRINCIPAL_ROW
 from conversations.models import Conversation, Message
 from tests.concurrency import committed_elsewhere, in_thread, wait_for_lock_waiters
+from tests.contacts.conftest import mint, widget_client
 from tests.factories import (
     ConversationFactory,
     DeviceFactory,
@@ -391,16 +394,24 @@ def test_a_prepared_lookup_survives_a_column_type_change(widened_user_agent):
 def test_inside_a_transaction_the_stale_statement_fails_once_then_is_forgotten(
     widened_user_agent,
 ):
+    # given: the lookup prepared inside a transaction (by psycopg's cursor) and outside one
+    # (at libpq's level), then a migration
     device = DeviceFactory()
-    _PRINCIPAL_ROW.fetch(device.pk, device.org_id, device.contact_id)
+    key = (device.pk, device.org_id, device.contact_id)
+    with transaction.atomic():
+        _PRINCIPAL_ROW.fetch(*key)
+    _PRINCIPAL_ROW.fetch(*key)
     widened_user_agent()
 
     # when: the stale statement runs inside a transaction, which cannot be retried
     with pytest.raises(NotSupportedError), transaction.atomic():
-        _PRINCIPAL_ROW.fetch(device.pk, device.org_id, device.contact_id)
+        _PRINCIPAL_ROW.fetch(*key)
 
-    # then: the rollback dropped the prepared statements, so the next lookup prepares afresh
-    assert _PRINCIPAL_ROW.fetch(device.pk, device.org_id, device.contact_id) is not None
+    # then: the rollback dropped every prepared statement of the session, so the next lookups
+    # prepare afresh, inside a transaction and outside one
+    with transaction.atomic():
+        assert _PRINCIPAL_ROW.fetch(*key) is not None
+    assert _PRINCIPAL_ROW.fetch(*key) is not None
 
 
 # --- one cursor per connection ----------------------------------------------------------------
@@ -516,3 +527,152 @@ def test_a_connection_shared_by_threads_gets_a_cursor_per_statement(cursors_made
         connection.dec_thread_sharing()
 
     assert len(cursors_made) == made + 2
+
+
+# --- outside transactions, at libpq's level (PostgreSQL) ----------------------------------------
+
+
+@pytest.fixture
+def through_libpq(monkeypatch) -> list:
+    """The statements run at libpq's level from here on (their SQL), the rest as before."""
+    ran = []
+    run = precompiled._libpq_run
+
+    def recorded(connection, cursor, sql, params, *, fetch):
+        ran.append(sql)
+        return run(connection, cursor, sql, params, fetch=fetch)
+
+    monkeypatch.setattr(precompiled, "_libpq_run", recorded)
+    return ran
+
+
+def libpq_statements() -> dict:
+    """The statements prepared at libpq's level on the default connection's session."""
+    return precompiled._libpq_statements(connection, connection.connection).names
+
+
+def session_statements() -> set[str]:
+    """The names of the prepared statements the database session holds."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return {name for (name,) in cursor.fetchall()}
+
+
+@pytest.mark.prepared_statements
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_a_lookup_runs_at_libpqs_level_and_loads_what_the_cursor_loads(
+    through_libpq,
+):
+    device = DeviceFactory(contact=VerifiedContactFactory(custom_data={"plan": "gold"}))
+    key = (device.pk, device.org_id, device.contact_id)
+
+    # when: the same lookup inside a transaction (psycopg's cursor) and outside one
+    with transaction.atomic():
+        on_the_cursor = _PRINCIPAL_ROW.fetch(*key)
+    assert through_libpq == []
+    at_libpq = _PRINCIPAL_ROW.fetch(*key)
+
+    # then: outside, libpq ran it, as a statement prepared on the session, with the same result
+    assert len(through_libpq) == 1
+    assert [field_values(i) for i in at_libpq] == [field_values(i) for i in on_the_cursor]
+    assert at_libpq[1].custom_data == {"plan": "gold"}
+    assert set(libpq_statements().values()) <= {name.encode() for name in session_statements()}
+    assert _PRINCIPAL_ROW.fetch(uuid.uuid4(), device.org_id, device.contact_id) is None
+
+
+@pytest.mark.prepared_statements
+@pytest.mark.django_db(transaction=True)
+def test_at_libpqs_level_writes_and_reads_many_rows_as_the_cursor_does(org, through_libpq):
+    # when: both rows inserted in one statement outside a transaction
+    contact, device = new_identity(org, name="Jo", custom_data={"a": [1, 2]})
+    NEW_IDENTITY.insert(contact, device)
+
+    # then: written as the ORM writes them, by libpq
+    assert len(through_libpq) == 1
+    assert field_values(Contact.objects.get()) == field_values(contact)
+    assert field_values(Device.objects.get()) == field_values(device)
+
+
+@pytest.mark.prepared_statements
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_the_session_lost_is_prepared_again(through_libpq):
+    device = DeviceFactory()
+    key = (device.pk, device.org_id, device.contact_id)
+    _PRINCIPAL_ROW.fetch(*key)
+    (first,) = libpq_statements().values()
+
+    # when: the session's prepared statements are dropped, as psycopg does after a rollback
+    with pytest.raises(IntegrityError), transaction.atomic():
+        _PRINCIPAL_ROW.fetch(*key)  # prepared by psycopg, so its rollback deallocates all
+        DeviceFactory(pk=device.pk)
+    assert first.decode() not in session_statements()
+
+    # then: the next lookup prepares it again and answers
+    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+    (again,) = libpq_statements().values()
+    assert again != first and again.decode() in session_statements()
+
+
+@pytest.mark.prepared_statements
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_at_libpqs_level_is_djangos(org, through_libpq):
+    contact, device = new_identity(org)
+    NEW_IDENTITY.insert(contact, device)
+
+    # when: the same primary keys again
+    with pytest.raises(IntegrityError) as raised:
+        NEW_IDENTITY.insert(*new_identity(org, id=contact.pk))
+
+    # then: Django's IntegrityError from psycopg's, nothing more written, and the session serves on
+    assert len(through_libpq) == 2
+    assert raised.value.__cause__.sqlstate == "23505"
+    assert Contact.objects.count() == 1
+    assert _PRINCIPAL_ROW.fetch(device.pk, org.pk, contact.pk)[0].pk == device.pk
+
+
+@pytest.mark.prepared_statements
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_connection_at_libpqs_level_is_an_operational_error_and_a_503(org, through_libpq):
+    widget = widget_client(org)
+    token = mint(widget).json()["token"]
+    me = widget_client(org, token)
+    assert me.get("/widget/me").status_code == 200
+    pid = connection.connection.info.backend_pid
+    before = len(through_libpq)
+
+    # when: the server ends the session between two requests
+    committed_elsewhere("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises(OperationalError):
+        _PRINCIPAL_ROW.fetch(uuid.uuid4(), org.pk, uuid.uuid4())
+    response = me.get("/widget/me")
+    # What Django's WSGI handler does after every response (its test client leaves it out).
+    close_old_connections()
+
+    # then: the request is the 503 (no stack trace), and the next one is served on a new session
+    assert len(through_libpq) == before + 2  # the lookup above, and the request's
+    assert all('"contacts_device" d JOIN' in sql for sql in through_libpq[before:])
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert me.get("/widget/me").status_code == 200
+    assert connection.connection.info.backend_pid != pid
+
+
+@pytest.mark.prepared_statements
+@pytest.mark.django_db(transaction=True)
+def test_logged_or_wrapped_statements_stay_on_djangos_cursor_outside_a_transaction(
+    through_libpq, key
+):
+    seen = []
+
+    def record(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with CaptureQueriesContext(connection) as captured:
+        assert _PRINCIPAL_ROW.fetch(*key)[0].pk == key[0]
+    with connection.execute_wrapper(record):
+        assert _PRINCIPAL_ROW.fetch(*key)[0].pk == key[0]
+
+    assert len(captured) == 1 and '"contacts_device" d JOIN' in captured[0]["sql"]
+    assert len(seen) == 1 and '"contacts_device" d JOIN' in seen[0]
+    assert through_libpq == []
