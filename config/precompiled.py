@@ -8,6 +8,7 @@ model instances with the same converters the ORM's compiler applies (JSON, UUIDs
 SQLite). The SQL stays plain and portable: double-quoted identifiers, `%s` placeholders.
 """
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -186,22 +187,35 @@ def _through_libpq(connection, cursor: CursorWrapper) -> bool:
     )
 
 
-class _LibpqStatements:
-    """The statements `_libpq_run` prepared on one database session, by SQL and parameter types."""
+# Numbers the statements `_libpq_run` prepares: never the same name twice in a process, so a
+# session (which belongs to one process) never meets a name it already holds.
+_STATEMENT_NUMBERS = itertools.count(1)
 
-    __slots__ = ("made", "names", "raw")
+
+class _LibpqStatements:
+    """The statements `_libpq_run` prepared on one database session, by SQL and parameter types,
+    and the psycopg transformer that adapts their values and rows, made from the statement
+    cursor's adapters and kept, as that cursor keeps its own (it caches a dumper per value type
+    and a loader per column type; a new one per statement cost what it saved)."""
+
+    __slots__ = ("cursor", "names", "raw", "transformer")
 
     def __init__(self, raw):
         self.raw = raw
         self.names: dict[tuple[bytes, tuple], bytes] = {}
-        self.made = 0
+        self.cursor = self.transformer = None
+
+    def transformer_for(self, cursor) -> Transformer:
+        """The transformer for the psycopg cursor `cursor`, made from its adapters once."""
+        if self.cursor is not cursor:
+            self.cursor, self.transformer = cursor, Transformer(cursor)
+        return self.transformer
 
     def name_for(self, key: tuple[bytes, tuple]) -> bytes:
         """The statement's name on this session, preparing it there the first time."""
         name = self.names.get(key)
         if name is None:
-            self.made += 1
-            name = f"chatshield_{self.made}".encode()
+            name = f"chatshield_{next(_STATEMENT_NUMBERS)}".encode()
             query, types = key
             _libpq_checked(self.raw, self.raw.pgconn.prepare(name, query, param_types=types))
             self.names[key] = name
@@ -254,10 +268,10 @@ def _libpq_run(connection, cursor: CursorWrapper, sql: str, params: list, *, fet
     query, count = _numbered(sql)
     if count != len(params):
         raise ValueError(f"the statement takes {count} values, {len(params)} given")
-    transformer = Transformer(cursor.cursor)
+    statements = _libpq_statements(connection, raw)
+    transformer = statements.transformer_for(cursor.cursor)
     values = transformer.dump_sequence(params, [PyFormat.AUTO] * count)
     key = (query, tuple(transformer.types))
-    statements = _libpq_statements(connection, raw)
     with connection.wrap_database_errors:
         name = statements.name_for(key)
         result = raw.pgconn.exec_prepared(name, values, param_formats=transformer.formats)

@@ -676,3 +676,27 @@ def test_logged_or_wrapped_statements_stay_on_djangos_cursor_outside_a_transacti
     assert len(captured) == 1 and '"contacts_device" d JOIN' in captured[0]["sql"]
     assert len(seen) == 1 and '"contacts_device" d JOIN' in seen[0]
     assert through_libpq == []
+
+
+@pytest.mark.prepared_statements
+@pytest.mark.django_db(transaction=True)
+def test_one_transformer_serves_every_statement_of_a_session(org, through_libpq):
+    # given: a write and two different reads on one session, at libpq's level
+    contact, device = new_identity(org, custom_data={"plan": "gold"})
+    NEW_IDENTITY.insert(contact, device)
+    state = precompiled._libpq_statements(connection, connection.connection)
+    made = state.transformer
+
+    loaded_device, loaded_contact = _PRINCIPAL_ROW.fetch(device.pk, org.pk, contact.pk)
+    assert _PRINCIPAL_ROW.fetch(uuid.uuid4(), org.pk, contact.pk) is None
+
+    # then: each read as the ORM loads it, through the transformer the write made
+    assert len(through_libpq) == 3
+    assert field_values(loaded_contact) == field_values(Contact.objects.get())
+    assert field_values(loaded_device) == field_values(Device.objects.get())
+    assert state.transformer is made
+
+    # when: the session ends, the next one makes its own
+    connection.close()
+    assert _PRINCIPAL_ROW.fetch(device.pk, org.pk, contact.pk)[0].pk == device.pk
+    assert precompiled._libpq_statements(connection, connection.connection).transformer is not made
