@@ -11,7 +11,6 @@ SQLite). The SQL stays plain and portable: double-quoted identifiers, `%s` place
 import itertools
 import re
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -26,31 +25,6 @@ from psycopg.adapt import PyFormat, Transformer
 # PostgreSQL's feature_not_supported, which is what a prepared statement whose result columns
 # changed type raises.
 STALE_PREPARED_PLAN = "0A000"
-
-
-@contextmanager
-def prepared(connection):
-    """Statements executed inside run as prepared statements, where the database allows it.
-
-    On PostgreSQL with server-side binding (`DATABASE_PREPARED_STATEMENTS`), psycopg prepares a
-    statement the first time it runs on a connection and reuses it afterwards, so PostgreSQL
-    parses and plans it once per connection. Only for fixed statements whose plan does not depend
-    on the values (lookups by key, INSERTs): a prepared statement may settle on a generic plan.
-    Elsewhere, nothing changes.
-    """
-    raw = connection.connection
-    if connection.vendor != "postgresql" or not connection.settings_dict["OPTIONS"].get(
-        "server_side_binding"
-    ):
-        yield
-        return
-    # psycopg decides per execution: threshold 0 prepares now or reuses; None, Django's default,
-    # prepares nothing (and leaves ORM queries unprepared).
-    raw.prepare_threshold = 0
-    try:
-        yield
-    finally:
-        raw.prepare_threshold = None
 
 
 def row_versions(connection) -> bool:
@@ -78,14 +52,23 @@ class RowVersion(Expression):
 
 
 def execute_prepared(connection, sql: str, params: list, *, fetch: bool | str = False):
-    """Execute one fixed statement, prepared (see `prepared`); with `fetch`, return its one row.
+    """Execute one fixed statement; with `fetch`, return its one row (`_ALL`: every row).
+
+    On PostgreSQL with prepared statements on (`DATABASE_PREPARED_STATEMENTS`, Django's
+    `server_side_binding`), a statement that is its own transaction is prepared once per session
+    and run at libpq's level (`_libpq_run`), so PostgreSQL parses and plans it once per
+    connection: only for statements whose plan does not depend on the values (lookups by key,
+    INSERTs), since a prepared statement may settle on a generic plan. Everywhere else (inside a
+    transaction, with query logging or an `execute_wrapper`, on SQLite) it runs on Django's
+    cursor, unprepared: psycopg itself never prepares anything, so it never sends the `DEALLOCATE
+    ALL` it would after a rolled-back transaction, which would take our statements with it (and
+    make pgbouncer, which tracks prepared statements in transaction mode, drop the client that
+    next used one).
 
     A migration that changes the type of a column a prepared statement returns makes PostgreSQL
     refuse that statement from then on ("cached plan must not change result type", SQLSTATE
-    0A000) for as long as the connection lives. Outside a transaction the connection, and every
-    statement it prepared, is dropped and the statement runs once more on a new one; inside a
-    transaction the error propagates, and the rollback makes psycopg forget its prepared
-    statements.
+    0A000) for as long as the connection lives: the connection, and every statement prepared on
+    it, is dropped and the statement runs once more on a new one.
     """
     try:
         return _execute(connection, sql, params, fetch=fetch)
@@ -104,12 +87,11 @@ _ALL = "all"
 def _execute(connection, sql: str, params: list, *, fetch: bool | str):
     cursor = statement_cursor(connection)
     if cursor is None:
-        with connection.cursor() as cursor, prepared(connection):
+        with connection.cursor() as cursor:
             return _run(cursor, sql, params, fetch=fetch)
     if _through_libpq(connection, cursor):
         return _libpq_run(connection, cursor, sql, params, fetch=fetch)
-    with prepared(connection):
-        return _run(cursor, sql, params, fetch=fetch)
+    return _run(cursor, sql, params, fetch=fetch)
 
 
 def _run(cursor, sql: str, params: list, *, fetch: bool | str):
@@ -173,9 +155,8 @@ def _through_libpq(connection, cursor: CursorWrapper) -> bool:
 
     Only where nothing would notice the difference: PostgreSQL preparing statements
     (`DATABASE_PREPARED_STATEMENTS`), outside any transaction (a failed statement there cannot be
-    retried, so a statement the session lost is handled inside one by psycopg's own bookkeeping),
-    no `execute_wrapper` installed and no query logging (the debug cursor): those go through
-    Django's cursor wrapper as before.
+    retried), no `execute_wrapper` installed and no query logging (the debug cursor): those go
+    through Django's cursor wrapper, unprepared (`execute_prepared`).
     """
     return (
         connection.vendor == "postgresql"
@@ -259,8 +240,9 @@ def _libpq_run(connection, cursor: CursorWrapper, sql: str, params: list, *, fet
     psycopg's own adapters (the statement cursor's, so exactly as that cursor would), takes a
     quarter fewer of the client's instructions per statement (docs/PERFORMANCE.md).
 
-    The statements are prepared here, named on the session, once per connection; one the session
-    lost (psycopg deallocates every prepared statement after a rollback) is prepared again.
+    The statements are prepared here, named on the session, once per connection; nothing else
+    here prepares or deallocates any (psycopg is never asked to prepare, so it never sends its
+    `DEALLOCATE ALL`), and should someone drop them anyway, each is prepared again.
     Errors are psycopg's, mapped to Django's as on a cursor; a lost connection is the
     OperationalError that Django's health check and `ServiceUnavailableMiddleware` act on.
     """
@@ -270,22 +252,26 @@ def _libpq_run(connection, cursor: CursorWrapper, sql: str, params: list, *, fet
         raise ValueError(f"the statement takes {count} values, {len(params)} given")
     statements = _libpq_statements(connection, raw)
     transformer = statements.transformer_for(cursor.cursor)
-    values = transformer.dump_sequence(params, [PyFormat.AUTO] * count)
-    key = (query, tuple(transformer.types))
+    # Adapting a value or a column can fail too (a NUL in a string, a date PostgreSQL writes as
+    # infinity): inside the wrapper, so that is Django's DataError as on a cursor.
     with connection.wrap_database_errors:
+        values = transformer.dump_sequence(params, [PyFormat.AUTO] * count)
+        key = (query, tuple(transformer.types))
         name = statements.name_for(key)
         result = raw.pgconn.exec_prepared(name, values, param_formats=transformer.formats)
         if _sqlstate(result) == _STATEMENT_GONE:
-            del statements.names[key]
+            # Dropped behind our back (a `DEALLOCATE ALL` or `DISCARD ALL` someone sent): all of
+            # them, likely, so each is prepared again on its next run.
+            statements.names.clear()
             name = statements.name_for(key)
             result = raw.pgconn.exec_prepared(name, values, param_formats=transformer.formats)
         _libpq_checked(raw, result)
-    if not fetch:
-        return None
-    transformer.set_pgresult(result)
-    if fetch == _ALL:
-        return transformer.load_rows(0, result.ntuples, tuple)
-    return transformer.load_row(0, tuple) if result.ntuples else None
+        if not fetch:
+            return None
+        transformer.set_pgresult(result)
+        if fetch == _ALL:
+            return transformer.load_rows(0, result.ntuples, tuple)
+        return transformer.load_row(0, tuple) if result.ntuples else None
 
 
 def _sqlstate(result) -> str | None:
@@ -302,7 +288,10 @@ def _libpq_checked(raw, result):
         return result
     message = result.error_message.decode(raw.info.encoding, "replace").strip()
     if raw.pgconn.status != pq.ConnStatus.OK:
-        raise psycopg.OperationalError(message or "the connection to the server was lost")
+        # libpq keeps the server's last words (such as "terminating connection due to
+        # administrator command") on the connection, not on the result it returns.
+        lost = raw.pgconn.error_message.decode(raw.info.encoding, "replace").strip()
+        raise psycopg.OperationalError(lost or message or "the connection to the server was lost")
     if status == pq.ExecStatus.FATAL_ERROR:
         raise psycopg.errors.error_from_result(result, encoding=raw.info.encoding)
     raise psycopg.ProgrammingError(f"unexpected result {pq.ExecStatus(status).name}: {message}")
@@ -488,7 +477,7 @@ class InsertAndUpdate(_CompiledPerVendor):
     `InsertAndUpdate(Message, update=Conversation, fields=["last_message_at"], link="last_message")`
     INSERTs a message and UPDATEs its conversation's `last_message_at`, pointing `last_message`
     at the new row. On PostgreSQL that is `WITH new AS (INSERT … RETURNING pk) UPDATE existing
-    SET …, link = new.pk FROM new WHERE existing.pk = %s`, prepared (see `prepared`): one round
+    SET …, link = new.pk FROM new WHERE existing.pk = %s` (see `execute_prepared`): one round
     trip instead of two, and no ORM statement to build. Elsewhere (SQLite), the ORM's INSERT
     and UPDATE. The new row's primary key may be the database's (an AutoField, read back) or
     its own (a UUID default). Values go through each field's `pre_save` and `get_db_prep_save`,
@@ -688,7 +677,7 @@ class CompiledQuery:
     The builder may branch on a param's truthiness only; a `Param` supports nothing else. It
     may use params only in `exact`/`lt`/`lte`/`gt`/`gte` filters (checked when compiling), and
     no `select_related`. The SQL runs unprepared, so PostgreSQL plans it for each call's values,
-    unless `prepare` (see `prepared`): then only for a query whose best plan does not depend on
+    unless `prepare` (`execute_prepared`): then only for a query whose best plan does not depend on
     the values, such as equality on an indexed key, and never where a partial index's predicate
     must be proven from a value or a pattern matched. A prepared shape has its constants written
     into its SQL (`_constants_inlined`), so its generic plan sees them; each constant value is

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import (
+    DataError,
     IntegrityError,
     NotSupportedError,
     OperationalError,
@@ -391,27 +392,21 @@ def test_a_prepared_lookup_survives_a_column_type_change(widened_user_agent):
 
 @pytest.mark.prepared_statements
 @pytest.mark.django_db(transaction=True)
-def test_inside_a_transaction_the_stale_statement_fails_once_then_is_forgotten(
-    widened_user_agent,
-):
-    # given: the lookup prepared inside a transaction (by psycopg's cursor) and outside one
-    # (at libpq's level), then a migration
+def test_inside_a_transaction_nothing_is_prepared_so_nothing_goes_stale(widened_user_agent):
+    # given: the lookup prepared on the session (outside a transaction), then a migration
     device = DeviceFactory()
     key = (device.pk, device.org_id, device.contact_id)
-    with transaction.atomic():
-        _PRINCIPAL_ROW.fetch(*key)
     _PRINCIPAL_ROW.fetch(*key)
     widened_user_agent()
 
-    # when: the stale statement runs inside a transaction, which cannot be retried
-    with pytest.raises(NotSupportedError), transaction.atomic():
-        _PRINCIPAL_ROW.fetch(*key)
-
-    # then: the rollback dropped every prepared statement of the session, so the next lookups
-    # prepare afresh, inside a transaction and outside one
+    # when: the lookup runs inside a transaction, where a failed statement could not be retried
     with transaction.atomic():
-        assert _PRINCIPAL_ROW.fetch(*key) is not None
-    assert _PRINCIPAL_ROW.fetch(*key) is not None
+        inside = _PRINCIPAL_ROW.fetch(*key)
+
+    # then: it answered, unprepared; outside, the stale statement is replaced as before
+    assert inside[0].pk == device.pk
+    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+    assert all(name.startswith("chatshield_") for name in session_statements())
 
 
 # --- one cursor per connection ----------------------------------------------------------------
@@ -595,22 +590,45 @@ def test_at_libpqs_level_writes_and_reads_many_rows_as_the_cursor_does(org, thro
 
 @pytest.mark.prepared_statements
 @pytest.mark.django_db(transaction=True)
-def test_a_statement_the_session_lost_is_prepared_again(through_libpq):
+def test_a_rollback_leaves_the_sessions_statements_alone(org, through_libpq):
+    # given: the lookup prepared on the session
     device = DeviceFactory()
     key = (device.pk, device.org_id, device.contact_id)
     _PRINCIPAL_ROW.fetch(*key)
-    (first,) = libpq_statements().values()
+    (name,) = libpq_statements().values()
 
-    # when: the session's prepared statements are dropped, as psycopg does after a rollback
+    # when: a transaction that ran the same lookup (and an ORM query) is rolled back
     with pytest.raises(IntegrityError), transaction.atomic():
-        _PRINCIPAL_ROW.fetch(*key)  # prepared by psycopg, so its rollback deallocates all
+        _PRINCIPAL_ROW.fetch(*key)
         DeviceFactory(pk=device.pk)
-    assert first.decode() not in session_statements()
 
-    # then: the next lookup prepares it again and answers
+    # then: psycopg prepared nothing, so it deallocated nothing (a DEALLOCATE ALL would make
+    # pgbouncer in transaction mode drop the client that next used one of ours)
+    assert session_statements() == {name.decode()}
+    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+    assert libpq_statements() == {next(iter(libpq_statements())): name}
+
+
+@pytest.mark.prepared_statements
+@pytest.mark.django_db(transaction=True)
+def test_statements_someone_dropped_are_prepared_again(org, through_libpq):
+    device = DeviceFactory()
+    key = (device.pk, device.org_id, device.contact_id)
+    _PRINCIPAL_ROW.fetch(*key)
+    contact, new_device = new_identity(org)
+    NEW_IDENTITY.insert(contact, new_device)
+    before = set(libpq_statements().values())
+    assert len(before) == 2
+
+    # when: the session's prepared statements are dropped behind our back
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    assert session_statements() == set()
+
+    # then: the next lookup prepares it again and answers, and the other is forgotten too
     assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
     (again,) = libpq_statements().values()
-    assert again != first and again.decode() in session_statements()
+    assert again not in before and session_statements() == {again.decode()}
 
 
 @pytest.mark.prepared_statements
@@ -700,3 +718,17 @@ def test_one_transformer_serves_every_statement_of_a_session(org, through_libpq)
     connection.close()
     assert _PRINCIPAL_ROW.fetch(device.pk, org.pk, contact.pk)[0].pk == device.pk
     assert precompiled._libpq_statements(connection, connection.connection).transformer is not made
+
+
+@pytest.mark.prepared_statements
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [("SELECT %s::text", ["a\x00b"]), ("SELECT 'infinity'::date", [])],
+    ids=["a value psycopg cannot send", "a column psycopg cannot load"],
+)
+def test_an_adaptation_error_at_libpqs_level_is_djangos_data_error(through_libpq, sql, params):
+    with pytest.raises(DataError):
+        precompiled.execute_prepared(connection, sql, params, fetch=True)
+
+    assert through_libpq == [sql]

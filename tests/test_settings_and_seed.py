@@ -101,7 +101,7 @@ def test_postgresql_binds_server_side_unless_switched_off():
 
 
 @pytest.mark.prepared_statements
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_the_precompiled_lookups_are_prepared_and_orm_queries_are_not():
     device = DeviceFactory()
     for _ in range(6):
