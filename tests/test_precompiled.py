@@ -392,10 +392,8 @@ def test_a_prepared_lookup_survives_a_column_type_change(widened_user_agent):
 
 @pytest.mark.prepared_statements
 @pytest.mark.django_db(transaction=True)
-def test_inside_a_transaction_nothing_is_prepared_so_nothing_goes_stale(widened_user_agent):
+def test_inside_a_transaction_nothing_is_prepared_so_nothing_goes_stale(widened_user_agent, key):
     # given: the lookup prepared on the session (outside a transaction), then a migration
-    device = DeviceFactory()
-    key = (device.pk, device.org_id, device.contact_id)
     _PRINCIPAL_ROW.fetch(*key)
     widened_user_agent()
 
@@ -404,8 +402,8 @@ def test_inside_a_transaction_nothing_is_prepared_so_nothing_goes_stale(widened_
         inside = _PRINCIPAL_ROW.fetch(*key)
 
     # then: it answered, unprepared; outside, the stale statement is replaced as before
-    assert inside[0].pk == device.pk
-    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+    assert inside[0].pk == key[0]
+    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == key[0]
     assert all(name.startswith("chatshield_") for name in session_statements())
 
 
@@ -541,9 +539,14 @@ def through_libpq(monkeypatch) -> list:
     return ran
 
 
+def libpq_state():
+    """What `_libpq_run` keeps for the default connection's session."""
+    return precompiled._libpq_statements(connection, connection.connection)
+
+
 def libpq_statements() -> dict:
     """The statements prepared at libpq's level on the default connection's session."""
-    return precompiled._libpq_statements(connection, connection.connection).names
+    return libpq_state().names
 
 
 def session_statements() -> set[str]:
@@ -590,30 +593,26 @@ def test_at_libpqs_level_writes_and_reads_many_rows_as_the_cursor_does(org, thro
 
 @pytest.mark.prepared_statements
 @pytest.mark.django_db(transaction=True)
-def test_a_rollback_leaves_the_sessions_statements_alone(org, through_libpq):
+def test_a_rollback_leaves_the_sessions_statements_alone(through_libpq, key):
     # given: the lookup prepared on the session
-    device = DeviceFactory()
-    key = (device.pk, device.org_id, device.contact_id)
     _PRINCIPAL_ROW.fetch(*key)
     (name,) = libpq_statements().values()
 
     # when: a transaction that ran the same lookup (and an ORM query) is rolled back
     with pytest.raises(IntegrityError), transaction.atomic():
         _PRINCIPAL_ROW.fetch(*key)
-        DeviceFactory(pk=device.pk)
+        DeviceFactory(pk=key[0])
 
     # then: psycopg prepared nothing, so it deallocated nothing (a DEALLOCATE ALL would make
     # pgbouncer in transaction mode drop the client that next used one of ours)
     assert session_statements() == {name.decode()}
-    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
-    assert libpq_statements() == {next(iter(libpq_statements())): name}
+    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == key[0]
+    assert list(libpq_statements().values()) == [name]
 
 
 @pytest.mark.prepared_statements
 @pytest.mark.django_db(transaction=True)
-def test_statements_someone_dropped_are_prepared_again(org, through_libpq):
-    device = DeviceFactory()
-    key = (device.pk, device.org_id, device.contact_id)
+def test_statements_someone_dropped_are_prepared_again(org, through_libpq, key):
     _PRINCIPAL_ROW.fetch(*key)
     contact, new_device = new_identity(org)
     NEW_IDENTITY.insert(contact, new_device)
@@ -626,7 +625,7 @@ def test_statements_someone_dropped_are_prepared_again(org, through_libpq):
     assert session_statements() == set()
 
     # then: the next lookup prepares it again and answers, and the other is forgotten too
-    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == device.pk
+    assert _PRINCIPAL_ROW.fetch(*key)[0].pk == key[0]
     (again,) = libpq_statements().values()
     assert again not in before and session_statements() == {again.decode()}
 
@@ -702,7 +701,7 @@ def test_one_transformer_serves_every_statement_of_a_session(org, through_libpq)
     # given: a write and two different reads on one session, at libpq's level
     contact, device = new_identity(org, custom_data={"plan": "gold"})
     NEW_IDENTITY.insert(contact, device)
-    state = precompiled._libpq_statements(connection, connection.connection)
+    state = libpq_state()
     made = state.transformer
 
     loaded_device, loaded_contact = _PRINCIPAL_ROW.fetch(device.pk, org.pk, contact.pk)
@@ -717,7 +716,7 @@ def test_one_transformer_serves_every_statement_of_a_session(org, through_libpq)
     # when: the session ends, the next one makes its own
     connection.close()
     assert _PRINCIPAL_ROW.fetch(device.pk, org.pk, contact.pk)[0].pk == device.pk
-    assert precompiled._libpq_statements(connection, connection.connection).transformer is not made
+    assert libpq_state().transformer is not made
 
 
 @pytest.mark.prepared_statements
