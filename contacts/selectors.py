@@ -68,6 +68,8 @@ _PRINCIPAL_ROW = ModelRow(
     params=[Device._meta.pk, Device._meta.get_field("org"), Device._meta.get_field("contact")],
 )
 
+_DEVICE_CONTACT = Device._meta.get_field("contact")
+
 
 def contact_principal(*, org: Organization, token: str) -> ContactPrincipal:
     """Verify a contact token for `org` and load its device and contact in one query.
@@ -80,13 +82,13 @@ def contact_principal(*, org: Organization, token: str) -> ContactPrincipal:
         )
     except InvalidTokenError as exc:
         raise Unauthenticated() from exc
-    device_id, contact_id = _uuid_or_none(claims.device_id), _uuid_or_none(claims.contact_id)
     device = None
-    if device_id and contact_id:
-        row = _PRINCIPAL_ROW.fetch(device_id, org.pk, contact_id)
+    if ids := claims.row_ids:
+        row = _PRINCIPAL_ROW.fetch(ids[0], org.pk, ids[1])
         if row is not None:
             device, contact = row
-            device.contact = contact
+            # The join matched the device's contact_id: cached as select_related caches it.
+            _DEVICE_CONTACT.set_cached_value(device, contact)
     # A token's trust must match the contact's: a verified contact never rides on a browser token.
     if device is None or (claims.trust == Contact.Trust.VERIFIED) != device.contact.is_verified:
         raise Unauthenticated()

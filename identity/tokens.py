@@ -140,6 +140,15 @@ class ContactClaims:
     issued_at: datetime
     expires_at: datetime
 
+    @functools.cached_property
+    def row_ids(self) -> tuple[uuid.UUID, uuid.UUID] | None:
+        """The device's and the contact's ids as UUIDs, None when either is no UUID: parsed once
+        per token, since a verified token's claims are remembered (`contact_token_decode`)."""
+        try:
+            return uuid.UUID(self.device_id), uuid.UUID(self.contact_id)
+        except (ValueError, TypeError, AttributeError):
+            return None
+
 
 def _key_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]

@@ -17,7 +17,7 @@ from django.db import (
 from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import Model
 from django.db.transaction import TransactionManagementError
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, isolate_apps
 
 from config import precompiled
 from config.precompiled import InsertAndUpdate, RowsInsert, RowVersion, statement_cursor
@@ -77,6 +77,80 @@ def test_a_loaded_instance_saves_like_an_orm_one():
 
     assert Contact.objects.get(pk=device.contact_id).name == "Renamed"
     assert Contact.objects.count() == 1
+
+
+def test_a_loaded_instance_is_what_from_db_makes(org):
+    # given: the row's values, as from_db (Model.__init__) would receive them
+    device = DeviceFactory(org=org, contact__org=org, user_agent="UA/1")
+    loaded_device, loaded_contact = _PRINCIPAL_ROW.fetch(device.pk, org.pk, device.contact_id)
+
+    for loaded in (loaded_device, loaded_contact):
+        # when: the ORM's own way builds an instance from the same values
+        names = [field.attname for field in type(loaded)._meta.concrete_fields]
+        made = type(loaded).from_db("default", names, [getattr(loaded, n) for n in names])
+
+        # then: the same attributes, the same state, nothing cached
+        assert {k: v for k, v in vars(loaded).items() if k != "_state"} == {
+            k: v for k, v in vars(made).items() if k != "_state"
+        }
+        assert (loaded._state.adding, loaded._state.db) == (made._state.adding, made._state.db)
+        assert loaded._state.fields_cache == {}
+    assert loaded_device.contact_id == loaded_contact.pk
+    assert loaded_contact.org == org  # a foreign key still loads
+
+
+def test_a_receiver_of_the_init_signals_still_hears_each_loaded_instance(org):
+    from django.db.models.signals import post_init, pre_init
+
+    device = DeviceFactory(org=org)
+    heard = []
+
+    def listen(sender, **kwargs):
+        heard.append(sender)
+
+    pre_init.connect(listen, sender=Contact)
+    post_init.connect(listen, sender=Device)
+    try:
+        _PRINCIPAL_ROW.fetch(device.pk, org.pk, device.contact_id)
+    finally:
+        pre_init.disconnect(listen, sender=Contact)
+        post_init.disconnect(listen, sender=Device)
+
+    assert sorted(model.__name__ for model in heard) == ["Contact", "Device"]
+
+
+@isolate_apps("contacts")
+def test_a_model_that_does_more_when_built_or_set_is_built_by_from_db():
+    class Defaults(Contact):
+        class Meta:
+            proxy = True
+            app_label = "contacts"
+
+    class OwnInit(Contact):
+        class Meta:
+            proxy = True
+            app_label = "contacts"
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    class SetterOnAField(Contact):
+        class Meta:
+            proxy = True
+            app_label = "contacts"
+
+        @property
+        def email(self):
+            return self.__dict__["email"]
+
+        @email.setter
+        def email(self, value):
+            self.__dict__["email"] = value.lower()
+
+    assert precompiled._values_set_directly(Contact)
+    assert precompiled._values_set_directly(Defaults)
+    assert not precompiled._values_set_directly(OwnInit)
+    assert not precompiled._values_set_directly(SetterOnAField)
 
 
 # --- RowsInsert -------------------------------------------------------------------------------
