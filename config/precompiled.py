@@ -395,14 +395,17 @@ class ModelRow(_CompiledPerVendor):
 
 
 def _loaded(model: type[Model], using: str, attnames: list[str], values: Sequence) -> Model:
-    """What `model.from_db(using, attnames, values)` returns, for a row of every concrete field.
+    """What `model.from_db(using, attnames, values)` returns.
 
-    `Model.__init__` sends `pre_init` and `post_init` and sets each value through the class's
-    attribute: about 3 us per instance here, over a tenth of what the principal's lookup costs
-    the client (docs/PERFORMANCE.md). Where nothing listens to either signal and no attribute of
-    the model does anything when set (`_values_set_directly`), setting the values in the new
-    instance's `__dict__` leaves it exactly as `__init__` would: a field's attribute stores its
-    value there, a foreign key's after forgetting a related instance a new one cannot hold.
+    `attnames` name the model's concrete fields the row holds, in the model's order (the order
+    the ORM's compiler selects them in, and the one `from_db` reads the values in); the others
+    are deferred, as with `only()`. `Model.__init__` sends `pre_init` and `post_init` and sets
+    each value through the class's attribute: about 3 us per instance here, over a tenth of what
+    the principal's lookup costs the client (docs/PERFORMANCE.md). Where nothing listens to
+    either signal and no attribute of the model does anything when set
+    (`_values_set_directly`), setting the values in the new instance's `__dict__` leaves it
+    exactly as `__init__` would: a field's attribute stores its value there, a foreign key's
+    after forgetting a related instance a new one cannot hold, and a deferred field is left out.
     """
     if not _values_set_directly(model) or (
         (pre_init.receivers or post_init.receivers)
@@ -791,7 +794,7 @@ class CompiledQuery:
     @staticmethod
     def _load(shape: _CompiledShape, connection, using: str, row: Sequence) -> Model:
         row = _converted(row, shape.converters, connection)
-        instance = shape.model.from_db(using, shape.attnames, row[shape.model_columns])
+        instance = _loaded(shape.model, using, shape.attnames, row[shape.model_columns])
         for name, index in shape.annotations:
             setattr(instance, name, row[index])
         return instance
@@ -821,6 +824,11 @@ class CompiledQuery:
         klass_info = compiler.klass_info
         columns = klass_info["select_fields"]
         selected = [expression for expression, _sql, _alias in compiler.select]
+        # In the model's field order, as the compiler selects them (ModelIterable relies on it).
+        attnames = tuple(
+            expression.target.attname for expression in selected[columns[0] : columns[-1] + 1]
+        )
+        model = klass_info["model"]
         converters = tuple(
             (index, tuple(converters), expression)
             for index, (converters, expression) in compiler.get_converters(
@@ -831,10 +839,8 @@ class CompiledQuery:
             sql=sql,
             params=tuple(params),
             slots=slots,
-            model=klass_info["model"],
-            attnames=tuple(
-                expression.target.attname for expression in selected[columns[0] : columns[-1] + 1]
-            ),
+            model=model,
+            attnames=attnames,
             model_columns=slice(columns[0], columns[-1] + 1),
             annotations=tuple((compiler.annotation_col_map or {}).items()),
             converters=converters,

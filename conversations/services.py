@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
 from config.emails import email_clean
@@ -190,13 +190,15 @@ def _message_post_contact_statement(
     if statement is None:
         raise NotFound()
     visible_sql, visible_params, load = statement
+    # The connection itself, not `django.db.connection`, which looks it up on every attribute.
+    db = connections[DEFAULT_DB_ALIAS]
     params = [
         principal.device.pk,
         *visible_params,
-        *save_values(message, _POSTED_FIELDS, connection, add=True),
+        *save_values(message, _POSTED_FIELDS, db, add=True),
         Conversation.Status.OPEN,
     ]
-    row = execute_prepared(connection, _contact_post_sql(visible_sql), params, fetch=True)
+    row = execute_prepared(db, _contact_post_sql(visible_sql), params, fetch=True)
     if row is None:
         # Nothing visible, or the token's device was revoked since the request checked it.
         revoked = not Device.objects.filter(
@@ -209,7 +211,7 @@ def _message_post_contact_statement(
     conversation = load(conversation_row)
     message.pk, message.created_at = message_id, created_at
     message.org_id, message.conversation = conversation.org_id, conversation
-    mark_saved(message, connection.alias)
+    mark_saved(message, db.alias)
     conversation.last_message_at, conversation.last_message = created_at, message
     return message
 

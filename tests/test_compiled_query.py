@@ -97,6 +97,29 @@ def test_every_shape_loads_what_the_orm_loads_with_every_type_converted(contacts
     assert newest.custom_data["nested"] == [1.5, None, {"é": True}]
 
 
+def narrowed_query(*, org):
+    return Contact.objects.filter(org=org).only("email", "name", "custom_data")
+
+
+def test_a_narrowed_query_loads_the_same_instances_with_the_same_fields_deferred():
+    # given: a query that loads some of the contact's fields, as the history's does
+    org = OrganizationFactory()
+    VerifiedContactFactory(org=org, name="Zoë", custom_data={"plan": "gold"})
+    compiled = CompiledQuery(narrowed_query, params={"org": CONTACT.get_field("org")})
+
+    # when
+    (loaded,) = compiled.run(org=org)
+
+    # then: what the ORM loads, attribute for attribute; the rest deferred, loaded on access
+    (expected,) = narrowed_query(org=org)
+    assert {k: v for k, v in vars(loaded).items() if k != "_state"} == {
+        k: v for k, v in vars(expected).items() if k != "_state"
+    }
+    assert loaded.get_deferred_fields() == expected.get_deferred_fields()
+    assert "trust" in loaded.get_deferred_fields()
+    assert loaded.trust == "verified"
+
+
 def test_a_shape_is_built_once_and_new_values_only_rebind_it(contacts_compiled):
     org, other = OrganizationFactory(), OrganizationFactory()
     first, second = VerifiedContactFactory(org=org), VerifiedContactFactory(org=other)
