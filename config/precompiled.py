@@ -424,9 +424,10 @@ def _loaded(model: type[Model], using: str, attnames: list[str], values: Sequenc
 def _values_set_directly(model: type[Model]) -> bool:
     """Whether `Model.from_db` and `Model.__init__` are Django's own for `model` and setting each
     concrete field's value does no more than store it (Django's field attributes, which define
-    no `__set__`, and its foreign keys' `ForeignKeyDeferredAttribute`)."""
+    no `__set__`, and its foreign keys' `ForeignKeyDeferredAttribute`). No class of the model's
+    MRO but `Model` may define `__init__`: one after `Model` runs from its `super().__init__()`."""
     if (
-        model.__init__ is not Model.__init__
+        any("__init__" in vars(base) for base in model.__mro__ if base not in (Model, object))
         or model.__setattr__ is not Model.__setattr__
         or model.from_db.__func__ is not Model.from_db.__func__
     ):

@@ -134,6 +134,15 @@ def test_a_model_that_does_more_when_built_or_set_is_built_by_from_db():
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
 
+    class InitMixin:
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    class MixinAfterTheModel(Contact, InitMixin):  # Model.__init__'s super() runs the mixin's
+        class Meta:
+            proxy = True
+            app_label = "contacts"
+
     class SetterOnAField(Contact):
         class Meta:
             proxy = True
@@ -150,6 +159,7 @@ def test_a_model_that_does_more_when_built_or_set_is_built_by_from_db():
     assert precompiled._values_set_directly(Contact)
     assert precompiled._values_set_directly(Defaults)
     assert not precompiled._values_set_directly(OwnInit)
+    assert not precompiled._values_set_directly(MixinAfterTheModel)
     assert not precompiled._values_set_directly(SetterOnAField)
 
 
