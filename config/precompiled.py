@@ -825,11 +825,6 @@ class CompiledQuery:
         klass_info = compiler.klass_info
         columns = klass_info["select_fields"]
         selected = [expression for expression, _sql, _alias in compiler.select]
-        # In the model's field order, as the compiler selects them (ModelIterable relies on it).
-        attnames = tuple(
-            expression.target.attname for expression in selected[columns[0] : columns[-1] + 1]
-        )
-        model = klass_info["model"]
         converters = tuple(
             (index, tuple(converters), expression)
             for index, (converters, expression) in compiler.get_converters(
@@ -840,8 +835,12 @@ class CompiledQuery:
             sql=sql,
             params=tuple(params),
             slots=slots,
-            model=model,
-            attnames=attnames,
+            model=klass_info["model"],
+            # In the model's field order, as the compiler selects them (what `_loaded` and
+            # ModelIterable's `from_db` read the values by).
+            attnames=tuple(
+                expression.target.attname for expression in selected[columns[0] : columns[-1] + 1]
+            ),
             model_columns=slice(columns[0], columns[-1] + 1),
             annotations=tuple((compiler.annotation_col_map or {}).items()),
             converters=converters,
