@@ -1,6 +1,5 @@
 """Reads for the contacts app: the widget principals and agents' contact lists, scoped to an org."""
 
-import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -8,6 +7,7 @@ from django.db.models import Q, QuerySet
 
 from config.emails import email_normalize
 from config.exceptions import NotFound, Unauthenticated
+from config.ids import uuid_or_none
 from config.pagination import keyset_page
 from config.precompiled import CompiledQuery, ModelRow
 from contacts.models import Contact, Device
@@ -108,13 +108,6 @@ def contact_principal_of_own_token(*, token: str) -> ContactPrincipal | None:
     except NotFound as exc:  # malformed or unknown: the token's own problem, the uniform 401
         raise Unauthenticated() from exc
     return contact_principal(org=org, token=token)
-
-
-def _uuid_or_none(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        return None
 
 
 def device_for_reuse(*, org: Organization, token: str | None) -> Device | None:
@@ -232,7 +225,7 @@ def contacts_page(
 
 def contact_for_org(*, org: Organization, contact_id) -> Contact:
     """One contact of `org`; unknown, malformed and other orgs' ids are all a 404."""
-    pk = _uuid_or_none(str(contact_id))
+    pk = uuid_or_none(contact_id)
     contact = Contact.objects.filter(org=org, pk=pk).first() if pk else None
     if contact is None:
         raise NotFound()

@@ -1,11 +1,11 @@
 """Reads for conversations: the one rule of who may see which conversation, inbox and threads."""
 
-import uuid
 from collections.abc import Callable
 
 from django.db.models import F, QuerySet
 
 from config.exceptions import ApplicationError, NotFound
+from config.ids import uuid_or_none
 from config.pagination import keyset_page
 from config.precompiled import CompiledQuery
 from contacts.models import Contact
@@ -94,7 +94,7 @@ def conversation_visible_get(
 
     `for_update` locks its row in the same query (inside the caller's transaction).
     """
-    pk = _uuid_or_none(conversation_id)
+    pk = uuid_or_none(conversation_id)
     rows = (
         _VISIBLE_ONE.run(pk=pk, for_update=for_update, **_visibility(principal, external_id))
         if pk
@@ -110,7 +110,7 @@ def conversation_visible_locking_statement(
 ) -> tuple[str, list, Callable] | None:
     """`conversation_visible_get(for_update=True)` as SQL to run inside a larger statement: its
     SQL, parameters and row loader (see `CompiledQuery.statement`); None for a malformed id."""
-    pk = _uuid_or_none(conversation_id)
+    pk = uuid_or_none(conversation_id)
     if not pk:
         return None
     return _VISIBLE_ONE.statement(pk=pk, for_update=True, **_visibility(principal, external_id))
@@ -178,7 +178,7 @@ def conversation_inbox(
 
 def conversation_for_org(*, org: Organization, conversation_id) -> Conversation:
     """One conversation of `org` for agents; unknown, malformed and other orgs' ids are a 404."""
-    pk = _uuid_or_none(conversation_id)
+    pk = uuid_or_none(conversation_id)
     conversation = (
         Conversation.objects.select_related("contact", "assignee").filter(org=org, pk=pk).first()
         if pk
@@ -208,12 +208,3 @@ def _with_last_message(conversations: QuerySet[Conversation]) -> QuerySet[Conver
         last_message_sender_kind=F("last_message__sender_kind"),
         last_message_created_at=F("last_message__created_at"),
     )
-
-
-def _uuid_or_none(value) -> uuid.UUID | None:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurv
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from config.ids import uuid_or_none
 from config.jsontext import json_value_check
 
 _BASE62 = string.ascii_letters + string.digits
@@ -144,10 +145,10 @@ class ContactClaims:
     def row_ids(self) -> tuple[uuid.UUID, uuid.UUID] | None:
         """The device's and the contact's ids as UUIDs, None when either is no UUID: parsed once
         per token, since a verified token's claims are remembered (`contact_token_decode`)."""
-        try:
-            return uuid.UUID(self.device_id), uuid.UUID(self.contact_id)
-        except (ValueError, TypeError, AttributeError):
+        device_id, contact_id = uuid_or_none(self.device_id), uuid_or_none(self.contact_id)
+        if device_id is None or contact_id is None:
             return None
+        return device_id, contact_id
 
 
 def _key_id(key: str) -> str:
